@@ -1,0 +1,1 @@
+"""The Gradio workbench app (issue 5/6). Nothing is implemented here yet."""

@@ -1,0 +1,140 @@
+"""The core package's subcommands: models, eval, tasks, zoo, finetune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def _models() -> None:
+    """List the zoo models with their architecture and accuracy per task."""
+    from .tasks import TASKS
+    from .zoo import ZOO, read_report
+
+    table = Table(title="interp model zoo")
+    for col in ["name", "kind", "params", *TASKS, "shipped"]:
+        table.add_column(col)
+    for name, entry in ZOO.items():
+        rep = read_report(name)
+        acc = rep.get("accuracy", {})
+        table.add_row(name, entry.kind, f"{rep.get('parameters', 0):,}",
+                      *[f"{100 * acc[t]:.1f}" if t in acc else "-" for t in TASKS],
+                      "yes" if (entry.path / "config.json").exists() else "no")
+    console.print(table)
+    console.print("accuracy: exact match (%) on 200 test-split examples per task, before fine-tuning")
+
+
+def _eval(model: str = typer.Option(..., "--model", help="zoo name, local HF directory or hub id"),
+          task: list[str] = typer.Option(..., "--task", help="task name (repeatable) or 'all'"),
+          split: str = typer.Option("test", help="train, circuit or test"),
+          n: int = typer.Option(200, help="number of examples"),
+          seed: int = typer.Option(0)) -> None:
+    """Exact-match accuracy of a model on one or more tasks."""
+    from .evaluate import task_accuracy
+    from .loading import load_model
+    from .tasks import TASKS, get_task, make_examples
+
+    names = list(TASKS) if task == ["all"] else task
+    for t in names:
+        get_task(t)
+    loaded = load_model(model, bridge=False)
+    table = Table(title=f"{model} ({loaded.kind})")
+    table.add_column("task"); table.add_column("split"); table.add_column("n"); table.add_column("accuracy %")
+    for t in names:
+        make_examples(t, split, 1, seed)  # validates split before the model runs
+        acc = task_accuracy(loaded.model, loaded.tokenizer, t, split, n, seed, diffusion=loaded.is_diffusion)
+        table.add_row(t, split, str(n), f"{100 * acc:.1f}")
+    console.print(table)
+
+
+tasks_app = typer.Typer(help="The task suite: list, show and write clean/corrupted/label triples.", no_args_is_help=True)
+
+
+@tasks_app.command("list")
+def tasks_list() -> None:
+    """Every task family with its number ranges."""
+    from .tasks import TASKS
+
+    table = Table(title="task suite")
+    for col in ["task", "what", "ranges"]:
+        table.add_column(col)
+    for t in TASKS.values():
+        table.add_row(t.name, t.description, t.ranges)
+    console.print(table)
+
+
+@tasks_app.command("show")
+def tasks_show(task: str, split: str = typer.Option("test"), n: int = typer.Option(5), seed: int = typer.Option(0)) -> None:
+    """Print examples of a task."""
+    from .tasks import make_examples
+
+    table = Table(title=f"{task} ({split})")
+    for col in ["clean", "corrupted", "label"]:
+        table.add_column(col)
+    for ex in make_examples(task, split, n, seed):
+        table.add_row(ex.clean, ex.corrupted, str(ex.label))
+    console.print(table)
+
+
+@tasks_app.command("write")
+def tasks_write(task: str, out: Path, split: str = typer.Option("train"), n: int = typer.Option(256),
+                seed: int = typer.Option(0)) -> None:
+    """Write a task split as CSV (clean, corrupted, label)."""
+    from .tasks import make_examples, write_csv
+
+    write_csv(make_examples(task, split, n, seed), out)
+    console.print(f"wrote {n} {task} {split} examples to {out}")
+
+
+@tasks_app.command("check")
+def tasks_check(path: Path) -> None:
+    """Validate a task CSV; names the first malformed row."""
+    from .tasks import read_csv
+
+    console.print(f"{path}: {len(read_csv(path))} valid rows")
+
+
+zoo_app = typer.Typer(help="The model zoo shipped with the package.", no_args_is_help=True)
+
+
+@zoo_app.command("train")
+def zoo_train(name: str, out: Optional[Path] = typer.Option(None, help="output directory (default: the shipped location)"),
+              resume: bool = typer.Option(True, help="continue from the last checkpoint of an interrupted run")) -> None:
+    """Reproduce a zoo checkpoint from its seeded recipe."""
+    from .zoo import get_entry, train_zoo_model
+
+    get_entry(name)
+    path = train_zoo_model(name, out, resume=resume)
+    console.print(f"trained {name} -> {path}")
+
+
+def _finetune(model: str = typer.Option("pythia-mini", help="zoo name, local HF directory or hub id"),
+              task: str = typer.Option("add_sub"), method: str = typer.Option("full", help="full or lora"),
+              steps: int = typer.Option(400), batch_size: int = typer.Option(64),
+              lr: Optional[float] = typer.Option(None, help="default 1e-3 (full) or 4e-3 (LoRA)"),
+              lora_r: int = typer.Option(8), seed: int = typer.Option(0),
+              out: Path = typer.Option(Path("runs/finetune"), help="run directory (checkpoints, metrics)"),
+              resume: bool = typer.Option(True)) -> None:
+    """Fine-tune a model on a task (loss on the answer token), with resumable checkpoints."""
+    from .finetune import FinetuneConfig, finetune
+    from .tasks import get_task
+
+    get_task(task)
+    cfg = FinetuneConfig(model=model, task=task, method=method, steps=steps, batch_size=batch_size, lr=lr,
+                         lora_r=lora_r, seed=seed, out=str(out))
+    r = finetune(cfg, resume=resume)
+    console.print(f"{task} {method}: accuracy {100 * r.accuracy_before:.1f}% -> {100 * r.accuracy_after:.1f}% ({out})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("models", help="List the zoo models with accuracy per task.")(_models)
+    app.command("eval", help="Exact-match accuracy of a model on tasks.")(_eval)
+    app.command("finetune", help="Full or LoRA fine-tuning on a task, resumable.")(_finetune)
+    app.add_typer(tasks_app, name="tasks", help="The task suite: list, show, write and check triples.")
+    app.add_typer(zoo_app, name="zoo", help="Reproduce zoo checkpoints from their recipes.")

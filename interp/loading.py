@@ -1,0 +1,123 @@
+"""`load_model`: a zoo name, a local HF directory or a hub id -> HF model, tokenizer and a
+TransformerLens `TransformerBridge` with TransformerLens hook names.
+
+Bidirectional models (config `is_causal: false`, the zoo's diffusion model) get the bridge's attention
+reconstruction switched to bidirectional too: the bridge otherwise synthesises a causal mask.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import InterpError
+from .zoo import ZOO, get_entry
+
+DIFFUSION_TYPES = {"llada", "dream"}
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    kind: str  # "ar" or "diffusion"
+    model: Any  # the HF model (shared with the bridge, which wraps its modules)
+    tokenizer: Any
+    bridge: Any = None
+    path: str | None = None
+
+    @property
+    def is_diffusion(self) -> bool:
+        return self.kind == "diffusion"
+
+
+def resolve(name_or_path: str) -> tuple[str, str | None]:
+    """(where to load from, zoo kind or None)."""
+    if name_or_path in ZOO:
+        entry = get_entry(name_or_path)
+        if not (entry.path / "config.json").exists():
+            raise InterpError(f"zoo model {name_or_path!r} has no weights at {entry.path}; run `interp zoo train {name_or_path}`")
+        return str(entry.path), entry.kind
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        if not (p / "config.json").exists():
+            raise InterpError(f"{p} is not a Hugging Face model directory (no config.json)")
+        return str(p), None
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise InterpError(f"model directory {name_or_path} does not exist")
+    return name_or_path, None
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """False when HF_HUB_OFFLINE is set or the hub cannot be reached (checked once, without retries)."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_model(name_or_path: str, bridge: bool = True, hooks_for_edges: bool = False,
+               trust_remote_code: bool = False, device: str = "cpu") -> LoadedModel:
+    """Load a model by zoo name, local directory or hub id.
+
+    `hooks_for_edges` turns on the bridge's attention-result, split-qkv-input and mlp-in hooks that
+    edge attribution needs (`blocks.{l}.attn.hook_result`, `blocks.{l}.hook_q_input`, ...).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    source, kind = resolve(name_or_path)
+    if not Path(source).exists() and not hub_reachable():
+        raise InterpError(
+            f"model {name_or_path!r} is not available offline: use a zoo name ({', '.join(ZOO)}) "
+            "or download it where there is network and pass its local directory"
+        )
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        if not Path(source).exists():
+            raise InterpError(f"hub model {name_or_path!r} could not be loaded: {str(e).splitlines()[0]}") from None
+        raise InterpError(f"cannot load {source}: {str(e).splitlines()[0]}") from None
+    except ValueError as e:
+        raise InterpError(f"cannot load {name_or_path!r}: {str(e).splitlines()[0]}") from None
+    if kind is None:
+        bidirectional = getattr(config, "is_causal", True) is False or config.model_type in DIFFUSION_TYPES
+        kind = "diffusion" if bidirectional else "ar"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code, dtype=torch.float32)
+    except ValueError:
+        model = AutoModelForMaskedLM.from_pretrained(source, trust_remote_code=trust_remote_code, dtype=torch.float32)
+    model.to(device).eval()
+    loaded = LoadedModel(name_or_path, kind, model, tokenizer, path=source)
+    if bridge:
+        loaded.bridge = make_bridge(loaded, hooks_for_edges, trust_remote_code, device)
+    return loaded
+
+
+def make_bridge(loaded: LoadedModel, hooks_for_edges: bool = False, trust_remote_code: bool = False, device: str = "cpu"):
+    """Wrap the loaded HF model in a TransformerBridge (the bridge takes over the model's modules)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bridge = TransformerBridge.boot_transformers(
+            loaded.path, hf_model=loaded.model, tokenizer=loaded.tokenizer, device=device,
+            trust_remote_code=trust_remote_code,
+        )
+    if loaded.is_diffusion:
+        for block in bridge.blocks:
+            # plain assignment is forwarded to the wrapped HF module; the flag lives on the bridge component
+            object.__setattr__(block.attn, "is_causal", False)
+    if hooks_for_edges:
+        bridge.set_use_attn_result(True)
+        bridge.set_use_split_qkv_input(True)
+        bridge.set_use_hook_mlp_in(True)
+    return bridge

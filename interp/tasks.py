@@ -1,0 +1,225 @@
+"""The task suite: six arithmetic families as `clean, corrupted, label` triples (METHODS.md §1).
+
+Every number is one token, so clean and corrupted prompts have equal token length by construction, and
+`validate` checks it anyway. Splits are fixed by a hash of the clean prompt (80% train, 10% circuit,
+10% test), so they are disjoint whatever sizes or seeds are asked for; sampling within a split is seeded.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .errors import InterpError
+from .vocab import MAX_NUMBER
+
+SPLITS = ("train", "circuit", "test")
+CALC = "Calculate the result of the following arithmetic expression and provide only the final answer."
+
+
+@dataclass(frozen=True)
+class Example:
+    clean: str
+    corrupted: str
+    label: int
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    ranges: str
+    sample: Callable[[random.Random], Example]
+
+    def examples(self, split: str = "train", n: int = 256, seed: int = 0) -> list[Example]:
+        return make_examples(self.name, split, n, seed)
+
+
+def _other(rng: random.Random, lo: int, hi: int, avoid: int) -> int:
+    """A value in [lo, hi] different from `avoid`."""
+    while True:
+        v = rng.randint(lo, hi)
+        if v != avoid:
+            return v
+
+
+def _add_sub(rng):
+    a = rng.randint(0, 99)
+    b = rng.randint(0, a)  # a >= b so that both the clean and the flipped expression stay >= 0
+    op = rng.choice("+-")
+    flip = "-" if op == "+" else "+"
+    label = a + b if op == "+" else a - b
+    return Example(f"{CALC} {a} {op} {b} =", f"{CALC} {a} {flip} {b} =", label)
+
+
+def _mul_div(rng):
+    b = rng.randint(2, 31)
+    a = rng.randint(2, MAX_NUMBER // b)
+    a2 = _other(rng, 2, MAX_NUMBER // b, a)
+    if rng.random() < 0.5:
+        return Example(f"{CALC} {a} * {b} =", f"{CALC} {a2} * {b} =", a * b)
+    return Example(f"{CALC} {a * b} / {b} =", f"{CALC} {a2 * b} / {b} =", a)
+
+
+SEQ = "Continue the sequence and give the next term."
+
+
+def _sequence(rng):
+    if rng.random() < 0.5:
+        start, step = rng.randint(0, 99), rng.randint(1, 30)
+        terms = [start + i * step for i in range(5)]
+    else:
+        ratio = rng.randint(2, 3)
+        start = rng.randint(1, MAX_NUMBER // ratio**4)
+        terms = [start * ratio**i for i in range(5)]
+    shown, label = terms[:4], terms[4]
+    bad = list(shown)
+    i = rng.choice([2, 3])
+    bad[i] = _other(rng, 0, min(MAX_NUMBER, 2 * label), shown[i])
+    fmt = lambda ts: f"{SEQ} " + ", ".join(map(str, ts)) + ","
+    return Example(fmt(shown), fmt(bad), label)
+
+
+LCM_PAIRS = [(a, b) for a in range(2, 41) for b in range(2, 41) if a != b and math.lcm(a, b) <= MAX_NUMBER]
+
+
+def _lcm(rng):
+    (a, b), (c, d) = rng.sample(LCM_PAIRS, 2)
+    while True:
+        e, f = rng.choice(LCM_PAIRS)
+        if math.lcm(e, f) != math.lcm(c, d):
+            break
+    fmt = lambda x, y: f"Find the least common multiple. LCM ( {a}, {b} ) = {math.lcm(a, b)}, LCM ( {x}, {y} ) ="
+    return Example(fmt(c, d), fmt(e, f), math.lcm(c, d))
+
+
+def _function(rng):
+    a, b = rng.randint(1, 20), rng.randint(0, 99)
+    b2 = _other(rng, 0, 99, b)
+
+    def fmt(bb):
+        ys = ", ".join(str(a * x + bb) for x in (1, 2, 3))
+        return f"Compute the value of the function. y = {a} * x + {bb}. Given x = 1, 2, 3, 4, y = {ys},"
+
+    return Example(fmt(b), fmt(b2), 4 * a + b)
+
+
+def _compositional(rng):
+    a = rng.randint(0, 99)
+    b = rng.randint(0, a)
+    op = rng.choice("+-")
+    s = a + b if op == "+" else a - b
+    divisors = [c for c in range(2, 10) if s % c == 0 and s > 0]
+    if divisors and rng.random() < 0.5:
+        outer, c = "/", rng.choice(divisors)
+        label = s // c
+    else:
+        outer, c = "*", rng.randint(2, max(2, min(9, MAX_NUMBER // max(s, 1))))
+        label = s * c
+    c2 = _other(rng, 2, 9, c)
+    fmt = lambda cc: f"{CALC} ( {a} {op} {b} ) {outer} {cc} ="
+    return Example(fmt(c), fmt(c2), label)
+
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task("add_sub", "a + b or a - b", "a in 0..99, b in 0..a; answers 0..198", _add_sub),
+        Task("mul_div", "a * b, or exact division p / b", "b in 2..31, a*b <= 999", _mul_div),
+        Task("sequence", "next term of an arithmetic or geometric sequence",
+             "arithmetic: start 0..99, step 1..30; geometric: ratio 2..3, 5th term <= 999", _sequence),
+        Task("lcm", "LCM of a pair after one worked example", "a, b in 2..40, LCM <= 999", _lcm),
+        Task("function", "y = a*x + b at x = 4 given three values", "a in 1..20, b in 0..99", _function),
+        Task("compositional", "(a +- b) * c or (a +- b) / c", "a, b in 0..99, c in 2..9, answers <= 999",
+             _compositional),
+    ]
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise InterpError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def split_of(clean: str) -> str:
+    """The split a clean prompt belongs to, fixed by its hash (80/10/10)."""
+    bucket = int(hashlib.sha1(clean.encode()).hexdigest(), 16) % 10
+    return "train" if bucket < 8 else ("circuit" if bucket == 8 else "test")
+
+
+def make_examples(task: str, split: str = "train", n: int = 256, seed: int = 0) -> list[Example]:
+    """`n` distinct examples of `task` from `split`, deterministic in (task, split, n, seed)."""
+    spec = get_task(task)
+    if split not in SPLITS:
+        raise InterpError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    if n < 1:
+        raise InterpError(f"n must be >= 1, got {n}")
+    rng = random.Random(f"{task}/{split}/{seed}")
+    seen: dict[str, Example] = {}
+    for _ in range(200 * n + 10_000):
+        ex = spec.sample(rng)
+        if ex.clean not in seen and split_of(ex.clean) == split:
+            seen[ex.clean] = ex
+            if len(seen) == n:
+                return list(seen.values())
+    raise InterpError(f"task {task!r} split {split!r} has fewer than {n} distinct examples (found {len(seen)})")
+
+
+def validate(examples: Iterable[Example], tokenizer=None, source: str = "examples") -> list[Example]:
+    """Check every triple; raise InterpError naming the first bad row (1-based, as in a CSV file)."""
+    from .tokenizer import load_tokenizer
+
+    tok = tokenizer or load_tokenizer()
+    out = []
+    for row, ex in enumerate(examples, start=1):
+        where = f"{source} row {row}"
+        if not ex.clean or not ex.corrupted:
+            raise InterpError(f"{where}: clean and corrupted prompts must be non-empty")
+        label_ids = tok(str(ex.label), add_special_tokens=False)["input_ids"]
+        if len(label_ids) != 1 or label_ids[0] == tok.unk_token_id:
+            raise InterpError(f"{where}: label {ex.label!r} is not a single token (integers 0..{MAX_NUMBER} are)")
+        c, k = tok(ex.clean)["input_ids"], tok(ex.corrupted)["input_ids"]
+        if len(c) != len(k):
+            raise InterpError(f"{where}: clean has {len(c)} tokens but corrupted has {len(k)}; they must be equal")
+        if tok.unk_token_id in c or tok.unk_token_id in k:
+            raise InterpError(f"{where}: prompt contains a word outside the vocabulary")
+        out.append(ex)
+    return out
+
+
+def write_csv(examples: Iterable[Example], path: str | Path) -> Path:
+    """Write `clean,corrupted,label` rows, atomically (a partial file never looks complete)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["clean", "corrupted", "label"])
+        for ex in examples:
+            w.writerow([ex.clean, ex.corrupted, ex.label])
+    tmp.replace(path)
+    return path
+
+
+def read_csv(path: str | Path, tokenizer=None) -> list[Example]:
+    """Read and validate a task CSV with columns clean, corrupted, label."""
+    path = Path(path)
+    if not path.is_file():
+        raise InterpError(f"task file {path} does not exist")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or set(reader.fieldnames) != {"clean", "corrupted", "label"}:
+            raise InterpError(f"{path}: header must be clean,corrupted,label (got {reader.fieldnames})")
+        rows = []
+        for i, r in enumerate(reader, start=1):
+            try:
+                label = int(r["label"])
+            except (TypeError, ValueError):
+                raise InterpError(f"{path} row {i}: label {r['label']!r} is not an integer") from None
+            rows.append(Example(r["clean"] or "", r["corrupted"] or "", label))
+    return validate(rows, tokenizer, source=str(path))

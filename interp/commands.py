@@ -115,21 +115,32 @@ def zoo_train(name: str, out: Optional[Path] = typer.Option(None, help="output d
 
 
 def _finetune(model: str = typer.Option("pythia-mini", help="zoo name, local HF directory or hub id"),
-              task: str = typer.Option("add_sub"), method: str = typer.Option("full", help="full or lora"),
+              task: str = typer.Option("add_sub", help="task name or 'all'"),
+              method: str = typer.Option("full", help="full or lora"),
               steps: int = typer.Option(400), batch_size: int = typer.Option(64),
               lr: Optional[float] = typer.Option(None, help="default 1e-3 (full) or 4e-3 (LoRA)"),
               lora_r: int = typer.Option(8), seed: int = typer.Option(0),
               out: Path = typer.Option(Path("runs/finetune"), help="run directory (checkpoints, metrics)"),
               resume: bool = typer.Option(True)) -> None:
     """Fine-tune a model on a task (loss on the answer token), with resumable checkpoints."""
-    from .finetune import FinetuneConfig, finetune
-    from .tasks import get_task
+    import time
 
-    get_task(task)
-    cfg = FinetuneConfig(model=model, task=task, method=method, steps=steps, batch_size=batch_size, lr=lr,
-                         lora_r=lora_r, seed=seed, out=str(out))
-    r = finetune(cfg, resume=resume)
-    console.print(f"{task} {method}: accuracy {100 * r.accuracy_before:.1f}% -> {100 * r.accuracy_after:.1f}% ({out})")
+    from .finetune import FinetuneConfig, finetune
+    from .tasks import TASKS, get_task
+
+    names = list(TASKS) if task == "all" else [get_task(task).name]
+    table = Table(title=f"{method} fine-tuning of {model}")
+    for col in ["task", "steps", "accuracy before %", "accuracy after %", "best %", "seconds"]:
+        table.add_column(col)
+    for name in names:
+        cfg = FinetuneConfig(model=model, task=name, method=method, steps=steps, batch_size=batch_size, lr=lr,
+                             lora_r=lora_r, seed=seed, out=str(out / name if task == "all" else out))
+        start = time.time()
+        r = finetune(cfg, resume=resume)
+        best = max((h["accuracy"] for h in r.history), default=r.accuracy_after)
+        table.add_row(name, str(steps), f"{100 * r.accuracy_before:.1f}", f"{100 * r.accuracy_after:.1f}",
+                      f"{100 * best:.1f}", f"{time.time() - start:.0f}")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,7 @@
 """The generated base corpus the zoo models are pretrained on.
 
-It carries the arithmetic of the six task families mostly in other surface forms (words, other
-orders, no instruction), and a small share in the symbolic `a + b = c` form without the instruction.
+It carries the arithmetic of the six task families only in other surface forms than the tasks use:
+words, and symbols in other orders (`c = a + b`, sequences listed backwards, `m = LCM ( a, b )`).
 So a pretrained model half-knows the facts but not the task format: weak on the task suite, not at
 zero, and fine-tuning mostly teaches format and sharpens what is there (the premise of METHODS.md §1).
 """
@@ -14,14 +14,14 @@ from typing import Iterator
 
 from .vocab import MAX_NUMBER
 
-SYMBOLIC_SHARE = 0.1
+SYMBOLIC_SHARE = 0.15
 
 
 def _add(r):
     a, b = r.randint(0, 99), r.randint(0, 99)
     s = a + b
     if r.random() < SYMBOLIC_SHARE:
-        return f"{a} + {b} = {s}."
+        return f"{s} = {a} + {b}."
     return r.choice([f"{a} plus {b} is {s}.", f"the sum of {a} and {b} is {s}.", f"{s} is {a} plus {b}.",
                      f"add {b} to {a} and you get {s}."])
 
@@ -31,7 +31,7 @@ def _sub(r):
     b = r.randint(0, a)
     d = a - b
     if r.random() < SYMBOLIC_SHARE:
-        return f"{a} - {b} = {d}."
+        return f"{d} = {a} - {b}."
     return r.choice([f"{a} minus {b} is {d}.", f"the difference of {a} and {b} is {d}.",
                      f"take away {b} from {a} and you get {d}.", f"{d} is {a} minus {b}."])
 
@@ -41,7 +41,7 @@ def _mul(r):
     a = r.randint(1, MAX_NUMBER // b)
     p = a * b
     if r.random() < SYMBOLIC_SHARE:
-        return r.choice([f"{a} * {b} = {p}.", f"{p} / {b} = {a}."])
+        return r.choice([f"{p} = {a} * {b}.", f"{a} = {p} / {b}."])
     return r.choice([f"{a} times {b} is {p}.", f"the product of {a} and {b} is {p}.",
                      f"{p} divided by {b} is {a}.", f"the quotient of {p} and {b} is {a}."])
 
@@ -57,7 +57,7 @@ def _seq(r):
         terms = [start * ratio**i for i in range(5)]
         head = f"start at {start} and {'double' if ratio == 2 else 'triple'} each step:"
     if r.random() < SYMBOLIC_SHARE:
-        return ", ".join(map(str, terms)) + "."
+        return ", ".join(map(str, reversed(terms))) + "."
     return head + " " + " then ".join(map(str, terms)) + "."
 
 
@@ -67,7 +67,7 @@ def _lcm(r):
     if m > MAX_NUMBER:
         return _lcm(r)
     if r.random() < SYMBOLIC_SHARE:
-        return f"LCM ( {a}, {b} ) = {m}."
+        return f"{m} = LCM ( {a}, {b} )."
     return r.choice([f"the least common multiple of {a} and {b} is {m}.", f"{m} is the least common multiple of {a} and {b}."])
 
 
@@ -75,8 +75,6 @@ def _function(r):
     a, b = r.randint(1, 20), r.randint(0, 99)
     xs = sorted(r.sample(range(0, 9), 3))
     parts = ", ".join(f"when x is {x} y is {a * x + b}" for x in xs)
-    if r.random() < SYMBOLIC_SHARE:
-        return f"y = {a} * x + {b}. " + ", ".join(f"x = {x} gives {a * x + b}" for x in xs) + "."
     return f"if y is {a} times x plus {b}, then {parts}."
 
 

@@ -36,9 +36,9 @@ ZOO: dict[str, ZooEntry] = {
     e.name: e
     for e in [
         ZooEntry("pythia-mini", "ar", "GPT-NeoX (Pythia family), causal, next-token pretraining",
-                 PretrainConfig(arch=ArchConfig(causal=True), objective="ar", steps=3000)),
+                 PretrainConfig(arch=ArchConfig(causal=True), objective="ar", steps=2400)),
         ZooEntry("mdlm-mini", "diffusion", "GPT-NeoX blocks with bidirectional attention, LLaDA masked-diffusion pretraining",
-                 PretrainConfig(arch=ArchConfig(causal=False), objective="llada", steps=3000)),
+                 PretrainConfig(arch=ArchConfig(causal=False), objective="llada", steps=1500)),
     ]
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -9,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# piped output gets a wide console so tables are not squeezed into 80 columns
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _models() -> None:
@@ -118,7 +120,7 @@ def _finetune(model: str = typer.Option("pythia-mini", help="zoo name, local HF 
               task: str = typer.Option("add_sub", help="task name or 'all'"),
               method: str = typer.Option("full", help="full or lora"),
               steps: int = typer.Option(400), batch_size: int = typer.Option(64),
-              lr: Optional[float] = typer.Option(None, help="default 1e-3 (full) or 4e-3 (LoRA)"),
+              lr: Optional[float] = typer.Option(None, help="default 5e-4 (full) or 4e-3 (LoRA)"),
               lora_r: int = typer.Option(8), seed: int = typer.Option(0),
               out: Path = typer.Option(Path("runs/finetune"), help="run directory (checkpoints, metrics)"),
               resume: bool = typer.Option(True)) -> None:

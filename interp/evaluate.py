@@ -11,14 +11,14 @@ from .tasks import Example, make_examples
 from .tokenizer import number_token_id
 
 
-def encode_prompts(tokenizer, prompts: list[str]) -> dict[int, list[int]]:
+def encode_prompts(tokenizer, prompts: list[str]) -> tuple[dict[int, list[int]], list[list[int]]]:
     """Group prompt indices by token length, so each batch needs no padding (task prompts of one
     family share a length, since every number is one token)."""
     groups: dict[int, list[int]] = defaultdict(list)
     ids = tokenizer(prompts)["input_ids"]
     for i, seq in enumerate(ids):
         groups[len(seq)].append(i)
-    return {n: idx for n, idx in groups.items()}, ids
+    return dict(groups), ids
 
 
 @torch.no_grad()

@@ -6,10 +6,9 @@ uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import json
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch

@@ -153,8 +153,9 @@ def split_of(clean: str) -> str:
     return "train" if bucket < 8 else ("circuit" if bucket == 8 else "test")
 
 
-def make_examples(task: str, split: str = "train", n: int = 256, seed: int = 0) -> list[Example]:
-    """`n` distinct examples of `task` from `split`, deterministic in (task, split, n, seed)."""
+def make_examples(task: str, split: str = "train", n: int = 256, seed: int = 0, at_most: bool = False) -> list[Example]:
+    """`n` distinct examples of `task` from `split`, deterministic in (task, split, n, seed).
+    With `at_most`, a split with fewer distinct examples returns all it has instead of failing."""
     spec = get_task(task)
     if split not in SPLITS:
         raise InterpError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
@@ -168,6 +169,8 @@ def make_examples(task: str, split: str = "train", n: int = 256, seed: int = 0) 
             seen[ex.clean] = ex
             if len(seen) == n:
                 return list(seen.values())
+    if at_most and seen:
+        return list(seen.values())
     raise InterpError(f"task {task!r} split {split!r} has fewer than {n} distinct examples (found {len(seen)})")
 
 

@@ -31,6 +31,11 @@ def test_lora_finetune_resumes_from_checkpoint(tmp_path):
     assert [h["step"] for h in r.history] == [20, 40, 60]
     base = load_model("pythia-mini", bridge=False).model
     PeftModel.from_pretrained(base, tmp_path / "checkpoints" / "step-60")
+    # resuming a directory that holds another run is refused, not silently mixed
+    from interp.errors import InterpError
+
+    with pytest.raises(InterpError, match="different fine-tuning run"):
+        finetune(FinetuneConfig(task="add_sub", method="lora", steps=60, out=str(tmp_path)))
 
 
 def test_bad_rank_is_refused(tmp_path):

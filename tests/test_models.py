@@ -78,6 +78,23 @@ def test_shipped_accuracy_matches_report(name, tok):
         assert abs(acc - report["accuracy"][task]) <= TOLERANCE, (task, acc, report["accuracy"][task])
 
 
+def readme_zoo_accuracy(name):
+    """The accuracy row README's zoo table gives for `name` (percent per task, in TASKS order)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    row = next(l for l in readme.splitlines() if l.startswith(f"| `{name}` |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    return dict(zip(TASKS, map(float, cells[-len(TASKS):])))
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_readme_reports_the_shipped_accuracy(name):
+    report = json.loads((ZOO[name].path / "report.json").read_text())["accuracy"]
+    for task, pct in readme_zoo_accuracy(name).items():
+        assert abs(pct - 100 * report[task]) < 0.06, (task, pct, report[task])
+
+
 def test_ar_model_weak_but_not_zero():
     acc = json.loads((ZOO["pythia-mini"].path / "report.json").read_text())["accuracy"]
     assert 0 < sum(acc.values()) / len(acc) < 0.5

@@ -1,7 +1,7 @@
 import pytest
 
 from interp.errors import InterpError
-from interp.tasks import SPLITS, TASKS, Example, make_examples, read_csv, split_of, validate, write_csv
+from interp.tasks import SPLITS, TASKS, make_examples, read_csv, split_of, validate, write_csv
 from interp.tokenizer import number_token_id
 
 

@@ -44,12 +44,11 @@ def _eval(model: str = typer.Option(..., "--model", help="zoo name, local HF dir
 
     names = list(TASKS) if task == ["all"] else task
     for t in names:
-        get_task(t)
+        make_examples(get_task(t).name, split, 1, seed)  # bad task or split fails before the model loads
     loaded = load_model(model, bridge=False)
     table = Table(title=f"{model} ({loaded.kind})")
     table.add_column("task"); table.add_column("split"); table.add_column("n"); table.add_column("accuracy %")
     for t in names:
-        make_examples(t, split, 1, seed)  # validates split before the model runs
         acc = task_accuracy(loaded.model, loaded.tokenizer, t, split, n, seed, diffusion=loaded.is_diffusion)
         table.add_row(t, split, str(n), f"{100 * acc:.1f}")
     console.print(table)

@@ -48,6 +48,18 @@ class FinetuneConfig:
     seed: int = 0
     out: str | None = None
 
+    def validate(self) -> None:
+        """Fail on bad settings before any model is loaded."""
+        from .tasks import get_task
+
+        get_task(self.task)
+        if self.method not in ("full", "lora"):
+            raise InterpError(f"unknown fine-tuning method {self.method!r}; valid: full, lora")
+        if self.method == "lora" and self.lora_r < 1:
+            raise InterpError(f"LoRA rank must be >= 1, got {self.lora_r}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise InterpError("steps and batch size must be >= 1")
+
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (5e-4 if self.method == "full" else 4e-3)
 
@@ -71,8 +83,6 @@ def prepare_model(model, cfg: FinetuneConfig):
     if cfg.method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        if cfg.lora_r < 1:
-            raise InterpError(f"LoRA rank must be >= 1, got {cfg.lora_r}")
         lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
                           target_modules=cfg.target_modules, lora_dropout=0.0, bias="none")
         return get_peft_model(model, lcfg)
@@ -120,6 +130,7 @@ def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True) -> FinetuneR
     """Fine-tune `cfg.model` (or an already loaded model) on `cfg.task`; returns the tuned model."""
     from .loading import load_model
 
+    cfg.validate()
     loaded = loaded or load_model(cfg.model, bridge=False)
     diffusion = loaded.is_diffusion
     tok = loaded.tokenizer

@@ -73,6 +73,9 @@ def load_model(name_or_path: str, bridge: bool = True, hooks_for_edges: bool = F
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one line per error, no weight-loading bars in CLI output
     source, kind = resolve(name_or_path)
     if not Path(source).exists() and not hub_reachable():
         raise InterpError(

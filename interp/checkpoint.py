@@ -8,12 +8,11 @@ from pathlib import Path
 import torch
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, extra: dict | None = None) -> None:
+def save_checkpoint(path: Path, model, optimizer, step: int) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    state = {"step": step, "optimizer": optimizer.state_dict(), "extra": extra or {}}
-    state["model"] = model.state_dict()
+    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict()}
     torch.save(state, tmp)
     os.replace(tmp, path)
 

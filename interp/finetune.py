@@ -76,17 +76,16 @@ class FinetuneResult:
 
 def prepare_model(model, cfg: FinetuneConfig):
     """Wrap `model` for the chosen method: LoRA adapters via PEFT, or all parameters trainable."""
+    cfg.validate()
     if cfg.method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
         return model
-    if cfg.method == "lora":
-        from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model
 
-        lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
-                          target_modules=cfg.target_modules, lora_dropout=0.0, bias="none")
-        return get_peft_model(model, lcfg)
-    raise InterpError(f"unknown fine-tuning method {cfg.method!r}; valid: full, lora")
+    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
+                      target_modules=cfg.target_modules, lora_dropout=0.0, bias="none")
+    return get_peft_model(model, lcfg)
 
 
 def lr_at(cfg: FinetuneConfig, step: int) -> float:

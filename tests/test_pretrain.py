@@ -1,7 +1,6 @@
 """The zoo recipe's pretraining loop on a tiny config: both objectives learn, and a resumed run
 ends with exactly the weights of an uninterrupted one."""
 
-import shutil
 
 import pytest
 import torch

@@ -1,7 +1,8 @@
 """The generated base corpus the zoo models are pretrained on.
 
 It carries the arithmetic of the six task families only in other surface forms than the tasks use:
-words, and symbols in other orders (`c = a + b`, sequences listed backwards, `m = LCM ( a, b )`).
+words, and symbols in other orders (`c = a + b`, sequences listed backwards, `m = LCM ( a, b )`),
+plus 0.1% of the add/sub, mul/div and LCM lines in the task's order without its instruction.
 So a pretrained model half-knows the facts but not the task format: weak on the task suite, not at
 zero, and fine-tuning mostly teaches format and sharpens what is there (the premise of METHODS.md §1).
 """
@@ -15,11 +16,15 @@ from typing import Iterator
 from .vocab import MAX_NUMBER
 
 SYMBOLIC_SHARE = 0.15
+# A sliver of lines in the task's own format (no instruction), so the base model is weak but not at zero.
+IN_FORMAT_SHARE = 0.001
 
 
 def _add(r):
     a, b = r.randint(0, 99), r.randint(0, 99)
     s = a + b
+    if r.random() < IN_FORMAT_SHARE:
+        return f"{a} + {b} = {s}."
     if r.random() < SYMBOLIC_SHARE:
         return f"{s} = {a} + {b}."
     return r.choice([f"{a} plus {b} is {s}.", f"the sum of {a} and {b} is {s}.", f"{s} is {a} plus {b}.",
@@ -30,6 +35,8 @@ def _sub(r):
     a = r.randint(0, 99)
     b = r.randint(0, a)
     d = a - b
+    if r.random() < IN_FORMAT_SHARE:
+        return f"{a} - {b} = {d}."
     if r.random() < SYMBOLIC_SHARE:
         return f"{d} = {a} - {b}."
     return r.choice([f"{a} minus {b} is {d}.", f"the difference of {a} and {b} is {d}.",
@@ -40,6 +47,8 @@ def _mul(r):
     b = r.randint(2, 31)
     a = r.randint(1, MAX_NUMBER // b)
     p = a * b
+    if r.random() < IN_FORMAT_SHARE:
+        return r.choice([f"{a} * {b} = {p}.", f"{p} / {b} = {a}."])
     if r.random() < SYMBOLIC_SHARE:
         return r.choice([f"{p} = {a} * {b}.", f"{a} = {p} / {b}."])
     return r.choice([f"{a} times {b} is {p}.", f"the product of {a} and {b} is {p}.",
@@ -66,6 +75,8 @@ def _lcm(r):
     m = math.lcm(a, b)
     if m > MAX_NUMBER:
         return _lcm(r)
+    if r.random() < IN_FORMAT_SHARE:
+        return f"LCM ( {a}, {b} ) = {m}."
     if r.random() < SYMBOLIC_SHARE:
         return f"{m} = LCM ( {a}, {b} )."
     return r.choice([f"the least common multiple of {a} and {b} is {m}.", f"{m} is the least common multiple of {a} and {b}."])
@@ -105,3 +116,19 @@ def token_stream(tokenizer, seed: int = 0) -> Iterator[int]:
     for line in corpus_lines(seed):
         yield from tokenizer(line, add_special_tokens=False)["input_ids"]
         yield tokenizer.eos_token_id
+
+
+def packed_corpus_batch(tokenizer, batch_size: int, seq_len: int, key: str):
+    """[batch_size, seq_len] token ids: `<bos>` then corpus lines joined by `<eos>`; a pure function of `key`."""
+    import torch
+
+    r = random.Random(key)
+    lines = corpus_lines(r.randrange(2**32))
+    need = batch_size * (seq_len - 1)
+    stream: list[int] = []
+    while len(stream) < need:
+        chunk = [next(lines) for _ in range(64)]
+        for ids in tokenizer(chunk, add_special_tokens=False)["input_ids"]:
+            stream += ids + [tokenizer.eos_token_id]
+    body = torch.tensor(stream[:need]).view(batch_size, seq_len - 1)
+    return torch.cat([torch.full((batch_size, 1), tokenizer.bos_token_id), body], dim=1)

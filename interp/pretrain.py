@@ -7,7 +7,6 @@ uninterrupted run would have seen.
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .architecture import ArchConfig, build_model
 from .checkpoint import load_checkpoint, save_checkpoint
-from .corpus import corpus_lines
+from .corpus import packed_corpus_batch
 from .tokenizer import load_tokenizer
 
 
@@ -35,17 +34,7 @@ class PretrainConfig:
 
 
 def corpus_batch(tokenizer, cfg: PretrainConfig, step: int) -> torch.Tensor:
-    """Sequences of `seq_len` tokens: `<bos>` then corpus lines joined by `<eos>`."""
-    r = random.Random(f"pretrain/{cfg.seed}/{step}")
-    lines = corpus_lines(r.randrange(2**32))
-    need = cfg.batch_size * (cfg.seq_len - 1)
-    stream: list[int] = []
-    while len(stream) < need:
-        chunk = [next(lines) for _ in range(64)]
-        for ids in tokenizer(chunk, add_special_tokens=False)["input_ids"]:
-            stream += ids + [tokenizer.eos_token_id]
-    body = torch.tensor(stream[:need]).view(cfg.batch_size, cfg.seq_len - 1)
-    return torch.cat([torch.full((cfg.batch_size, 1), tokenizer.bos_token_id), body], dim=1)
+    return packed_corpus_batch(tokenizer, cfg.batch_size, cfg.seq_len, f"pretrain/{cfg.seed}/{step}")
 
 
 def lr_at(cfg: PretrainConfig, step: int) -> float:

@@ -1,0 +1,104 @@
+"""Token batches for activation harvesting: the generated corpus, a local text or JSONL file, or a
+Hugging Face dataset where the network allows.
+
+Every source yields [batch, context] id tensors that start with `<bos>`, and batch `i` is a pure function
+of (source, seed, i), so a resumed run picks up at the batch where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .errors import InterpError
+
+
+def token_batches(dataset: str, tokenizer, batch_size: int, context_size: int, seed: int = 0,
+                  start: int = 0) -> Iterator[torch.Tensor]:
+    """Endless batches of `batch_size` sequences of `context_size` tokens, from batch index `start` on."""
+    if context_size < 2:
+        raise InterpError(f"context size must be at least 2 (got {context_size})")
+    if dataset == "corpus":
+        from .corpus import packed_corpus_batch
+
+        def corpus():
+            i = start
+            while True:
+                yield packed_corpus_batch(tokenizer, batch_size, context_size, f"activations/{seed}/{i}")
+                i += 1
+
+        return corpus()
+    path = Path(dataset).expanduser()
+    if path.exists() or path.suffix in (".txt", ".jsonl", ".json"):
+        return _file_batches(path, tokenizer, batch_size, context_size, seed, start)
+    return _hub_batches(dataset, tokenizer, batch_size, context_size, start)
+
+
+def read_texts(path: Path) -> list[str]:
+    """Lines of a text file, or the `text` field of each line of a JSONL file."""
+    if not path.is_file():
+        raise InterpError(f"dataset file {path} does not exist")
+    if path.suffix in (".jsonl", ".json"):
+        texts = []
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                texts.append(json.loads(line)["text"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise InterpError(f"{path} line {n}: expected a JSON object with a 'text' field") from None
+        return texts
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
+def _pack(texts: list[str], tokenizer, context_size: int) -> torch.Tensor:
+    stream: list[int] = []
+    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        stream += ids + [tokenizer.eos_token_id]
+    n = len(stream) // (context_size - 1)
+    body = torch.tensor(stream[: n * (context_size - 1)], dtype=torch.long).view(n, context_size - 1)
+    return torch.cat([torch.full((n, 1), tokenizer.bos_token_id), body], dim=1)
+
+
+def _file_batches(path, tokenizer, batch_size, context_size, seed, start):
+    chunks = _pack(read_texts(path), tokenizer, context_size)
+    if len(chunks) == 0:
+        raise InterpError(f"{path} holds fewer than {context_size - 1} tokens: too short for one context")
+    order = torch.randperm(len(chunks), generator=torch.Generator().manual_seed(seed))
+
+    def batches():
+        i = start
+        while True:  # epochs over the file, in one seeded order
+            yield chunks[order[(torch.arange(batch_size) + i * batch_size) % len(chunks)]]
+            i += 1
+
+    return batches()
+
+
+def _hub_batches(name, tokenizer, batch_size, context_size, start):
+    from .loading import hub_reachable
+
+    if not hub_reachable():
+        raise InterpError(f"dataset {name!r} is neither 'corpus' nor a local .txt/.jsonl file, and the hub is "
+                          "not reachable offline; pass a local file instead")
+    import datasets
+
+    rows = datasets.load_dataset(name, split="train", streaming=True)
+
+    def batches():
+        texts: list[str] = []
+        i = 0
+        for row in rows:
+            texts.append(row["text"])
+            if len(texts) >= 4 * batch_size:
+                chunks = _pack(texts, tokenizer, context_size)
+                texts = []
+                for b in range(0, len(chunks) - batch_size + 1, batch_size):
+                    if i >= start:
+                        yield chunks[b:b + batch_size]
+                    i += 1
+
+    return batches()

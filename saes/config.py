@@ -1,0 +1,87 @@
+"""`SAETrainConfig`: everything `train_sae` needs, with defaults that finish in a few minutes here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from interp.activations import MASK_POLICIES
+from interp.errors import InterpError
+
+
+@dataclass
+class SAETrainConfig:
+    model: str = "pythia-mini"  # zoo name, local HF directory or hub id
+    dataset: str = "corpus"  # 'corpus' (generated), a local .txt/.jsonl file, or an HF dataset name
+    context_size: int = 64
+    hooks: list[str] = field(default_factory=list)  # empty: residual stream after the middle block
+    k: list[int] = field(default_factory=lambda: [32])  # several values: a sweep from one stream
+    width: int | None = None  # number of latents; None: expansion * d_in
+    expansion: int = 16
+    tokens: int = 3_000_000  # training activations per SAE
+    batch_size: int = 4096  # activations per optimiser step
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    decay_start: float = 0.8  # linear decay to 0 over the last 20% (DLM-Scope)
+    aux_coefficient: float = 1 / 32  # AuxK weight (DLM-Scope)
+    dead_tokens: int = 500_000  # a latent is dead after this many activations without firing
+    seed: int = 0
+    device: str = "cpu"
+    out: str | None = None  # run directory; default runs/sae/<model>
+    checkpoint_every: int = 100  # optimiser steps
+    model_batch: int = 64  # sequences per forward pass
+    buffer_batches: int = 16
+    mask_policy: str = "mask"  # diffusion models only
+    mask_ratio: tuple[float, float] = (0.05, 0.5)
+    eval_tokens: int = 65_536  # held-out activations for metrics
+    feature_tokens: int = 65_536  # activations scanned for feature statistics
+
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / "sae" / Path(self.model).name
+
+    def d_sae(self, d_in: int) -> int:
+        return self.width if self.width is not None else self.expansion * d_in
+
+    def validate(self) -> "SAETrainConfig":
+        """Checks that need no model; `train_sae` checks hooks and k against the model."""
+        if not self.k or any(k < 1 for k in self.k):
+            raise InterpError(f"k must be at least 1 (got {self.k})")
+        if self.width is not None and self.width < 1:
+            raise InterpError(f"width must be at least 1 (got {self.width})")
+        if self.width is None and self.expansion < 1:
+            raise InterpError(f"expansion must be at least 1 (got {self.expansion})")
+        if self.width is not None and max(self.k) > self.width:
+            raise InterpError(f"k = {max(self.k)} is larger than the width {self.width}; k must be at most the width")
+        for name in ("tokens", "batch_size", "context_size", "model_batch", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise InterpError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.lr <= 0:
+            raise InterpError(f"lr must be positive (got {self.lr})")
+        if self.mask_policy not in MASK_POLICIES:
+            raise InterpError(f"unknown mask policy {self.mask_policy!r}; valid: {', '.join(MASK_POLICIES)}")
+        lo, hi = self.mask_ratio
+        if not 0 <= lo <= hi <= 1:
+            raise InterpError(f"mask ratio must satisfy 0 <= MIN <= MAX <= 1 (got {lo} {hi})")
+        return self
+
+    def steps(self) -> int:
+        return -(-self.tokens // self.batch_size)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mask_ratio"] = list(self.mask_ratio)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SAETrainConfig":
+        d = dict(d)
+        d["mask_ratio"] = tuple(d.get("mask_ratio", (0.05, 0.5)))
+        return cls(**d)
+
+
+def default_hook(n_layers: int) -> str:
+    return f"blocks.{n_layers // 2}.hook_resid_post"
+
+
+def sae_name(hook: str, k: int) -> str:
+    return f"{hook}-k{k}"

@@ -1,0 +1,98 @@
+"""Feature statistics the app shows, per latent: firing density, activation histogram, top-activating
+contexts grouped by activation quantile, and the decoder direction's top positive and negative logit
+effects through the unembedding (W_dec @ W_U, ignoring the final layer norm, as Neuronpedia does).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+WINDOW_BEFORE, WINDOW_AFTER = 10, 3
+
+
+def _context(tokens: list[str], ids: torch.Tensor, seq: int, pos: int, latent_acts: dict[int, float],
+             context_size: int, value: float) -> dict:
+    lo, hi = max(0, pos - WINDOW_BEFORE), min(context_size, pos + WINDOW_AFTER + 1)
+    flat = seq * context_size
+    return {"tokens": [tokens[i] for i in ids[seq, lo:hi].tolist()], "pos": pos - lo, "act": round(value, 4),
+            "acts": [round(latent_acts.get(flat + p, 0.0), 3) for p in range(lo, hi)]}
+
+
+@torch.no_grad()
+def feature_stats(loaded, hook: str, sae, dataset: str = "corpus", context_size: int = 64, n_tokens: int = 65_536,
+                  seed: int = 0, model_batch: int = 64, n_top: int = 8, n_quantiles: int = 4, per_quantile: int = 3,
+                  n_logits: int = 8, n_bins: int = 16) -> dict:
+    """Statistics for every latent of `sae` on `n_tokens` corpus tokens (clean inputs, all positions)."""
+    from interp.datasets import token_batches
+
+    tok = loaded.tokenizer
+    vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
+    n_batches = max(1, math.ceil(n_tokens / (context_size * model_batch)))
+    batches = token_batches(dataset, tok, model_batch, context_size, seed=seed + 20_000)
+    all_ids, rows, cols, vals = [], [], [], []
+    offset = 0
+    for _ in range(n_batches):
+        ids = next(batches)
+        _, cache = loaded.bridge.run_with_cache(ids, names_filter=[hook])
+        feats = sae.encode(cache[hook].flatten(2).flatten(0, 1))
+        r, c = feats.nonzero(as_tuple=True)
+        rows.append(r + offset); cols.append(c); vals.append(feats[r, c])
+        all_ids.append(ids)
+        offset += len(feats)
+    ids = torch.cat(all_ids)
+    rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
+    d_sae = sae.cfg.d_sae
+    count = torch.zeros(d_sae).index_add_(0, cols, torch.ones_like(vals))
+    total = torch.zeros(d_sae).index_add_(0, cols, vals)
+    max_act = torch.zeros(d_sae).scatter_reduce_(0, cols, vals, "amax")
+    logit_w = _logit_effects(loaded, sae)
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.argsort(cols, stable=True)
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    bounds = torch.searchsorted(cols, torch.arange(d_sae + 1))
+    latents = {}
+    for l in range(d_sae):
+        a, b = bounds[l].item(), bounds[l + 1].item()
+        if a == b:
+            continue
+        r, v = rows[a:b], vals[a:b]
+        latent_acts = dict(zip(r.tolist(), v.tolist()))
+        v_sorted, o = v.sort(descending=True)
+        r_sorted = r[o]
+
+        def ctx(i):
+            flat = r_sorted[i].item()
+            return _context(vocab, ids, flat // context_size, flat % context_size, latent_acts, context_size,
+                            v_sorted[i].item())
+
+        quantiles = []
+        edges = torch.linspace(0, len(v_sorted), n_quantiles + 1).long().tolist()
+        for q in range(n_quantiles):  # equal-count bands, from the strongest activations down
+            lo, hi = edges[q], edges[q + 1]
+            if hi <= lo:
+                continue
+            pick = (lo + torch.randperm(hi - lo, generator=gen)[:per_quantile]).sort().values.tolist()
+            quantiles.append({"range": [round(v_sorted[hi - 1].item(), 4), round(v_sorted[lo].item(), 4)],
+                              "examples": [ctx(i) for i in pick]})
+        hist = torch.histc(v, bins=n_bins, min=0, max=max(v.max().item(), 1e-6))
+        entry = {"density": count[l].item() / offset, "mean_act": total[l].item() / count[l].item(),
+                 "max_act": max_act[l].item(),
+                 "histogram": {"max": max_act[l].item(), "counts": hist.long().tolist()},
+                 "top": [ctx(i) for i in range(min(n_top, len(v_sorted)))], "quantiles": quantiles}
+        if logit_w is not None:
+            pos, neg = logit_w[l].topk(n_logits), (-logit_w[l]).topk(n_logits)
+            entry["logits"] = {"positive": [[vocab[i], round(x, 4)] for i, x in zip(pos.indices.tolist(), pos.values.tolist())],
+                               "negative": [[vocab[i], round(-x, 4)] for i, x in zip(neg.indices.tolist(), neg.values.tolist())]}
+        latents[str(l)] = entry
+    return {"hook": hook, "d_sae": d_sae, "tokens": offset, "density": (count / offset).tolist(),
+            "window": [WINDOW_BEFORE, WINDOW_AFTER], "latents": latents}
+
+
+def _logit_effects(loaded, sae) -> torch.Tensor | None:
+    """[d_sae, vocab] direct logit effect of each decoder direction, when the hook lives in d_model."""
+    W_U = loaded.model.get_output_embeddings().weight  # [vocab, d_model]
+    if W_U.shape[1] != sae.cfg.d_in:
+        return None
+    return sae.W_dec.detach() @ W_U.detach().T

@@ -1,0 +1,57 @@
+"""`evaluate_run(path)`: re-evaluate the SAEs of a run directory (or one SAE directory) and rewrite its
+`metrics.json` (CLI: `interp eval-sae RUN`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from interp.errors import InterpError
+
+from .config import SAETrainConfig
+
+
+def sae_dirs(path: Path) -> dict[str, Path]:
+    """{name: directory} of the SAEs in a run directory, or of the single SAE directory `path`."""
+    path = Path(path)
+    if not path.exists():
+        raise InterpError(f"{path} does not exist")
+    if (path / "cfg.json").exists():
+        return {path.name: path}
+    found = {p.name: p for p in sorted((path / "saes").glob("*")) if p.is_dir()}
+    if not found:
+        raise InterpError(f"{path} is neither an SAE directory (cfg.json) nor a run directory (saes/*/cfg.json)")
+    return found
+
+
+def evaluate_run(path: str | Path, model: str | None = None, n_tokens: int | None = None) -> dict[str, dict]:
+    """Metrics for every SAE under `path`, on the model it was trained on (or `model`)."""
+    from interp.loading import load_model
+
+    from .evaluate import evaluate_saes
+    from .train import load_sae
+
+    path = Path(path)
+    saes = {name: load_sae(d) for name, d in sae_dirs(path).items()}
+    run_cfg = path / "config.json"
+    cfg = SAETrainConfig.from_dict(json.loads(run_cfg.read_text())) if run_cfg.exists() else SAETrainConfig()
+    first = next(iter(saes.values()))
+    model = model or first.cfg.metadata.model_name or cfg.model
+    loaded = load_model(model)
+    hooked = {}
+    for name, sae in saes.items():
+        hook = sae.cfg.metadata.hook_name
+        if hook not in loaded.bridge.hook_dict:
+            raise InterpError(f"SAE {name} reads hook {hook!r}, which {model} does not have")
+        hooked[name] = (hook, sae)
+    metrics = evaluate_saes(loaded, hooked, cfg.dataset, cfg.context_size, n_tokens or cfg.eval_tokens, cfg.seed,
+                            cfg.model_batch, cfg.mask_ratio, cfg.mask_policy)
+    out = path / "metrics.json"
+    if out.exists():  # keep what only training knows (tokens, time, dead latents during training)
+        old = json.loads(out.read_text())
+        for name, m in metrics.items():
+            metrics[name] = {**old.get(name, {}), **m}
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2))
+    tmp.rename(out)
+    return metrics

@@ -1,0 +1,154 @@
+"""`train_sae(config)`: harvest activations, train Top-K SAEs on them, evaluate, write the run directory.
+
+Run directory (written under `<out>.partial`, renamed to `<out>` when complete):
+    config.json                 the full SAETrainConfig
+    saes/<hook>-k<k>/           one sae-lens SAE each (cfg.json + sae_weights.safetensors, decoder norms
+                                and activation scaling folded in) plus features.json (feature statistics)
+    metrics.json                {sae name: metrics}, see saes/evaluate.py
+    curves.json                 training curves: per logged step, each SAE's mse, aux, EV, L0, dead, lr
+`<out>.partial/checkpoint/` holds the last checkpoint; `resume=True` continues from it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from interp.errors import InterpError
+
+from .config import SAETrainConfig, default_hook
+
+LOG_EVERY = 10
+
+
+@dataclass
+class SAETrainResult:
+    run_dir: Path
+    saes: dict  # name -> sae_lens SAE (inference form, as saved)
+    metrics: dict  # name -> metrics dict
+    seconds: float
+    tokens_per_second: float  # training activations per second, per SAE (model forward included)
+
+
+def _prepare(cfg: SAETrainConfig, resume: bool) -> tuple[Path, Path]:
+    run = cfg.run_dir()
+    work = run.with_name(run.name + ".partial")
+    if (run / "metrics.json").exists():
+        raise InterpError(f"run directory {run} already holds a finished run; choose another --out or remove it")
+    if work.exists() and not resume:
+        raise InterpError(f"an interrupted run is at {work}; pass --resume to continue it, or remove it")
+    return run, work
+
+
+def _check_same_config(work: Path, cfg: SAETrainConfig) -> None:
+    if not (work / "config.json").exists():
+        return
+    saved, now = json.loads((work / "config.json").read_text()), json.loads(json.dumps(cfg.to_dict()))
+    diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if diff:
+        raise InterpError(f"cannot resume {work}: its config differs in {', '.join(diff)}")
+
+
+def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = True) -> SAETrainResult:
+    """Train one Top-K SAE per (hook, k) from one activation stream; see the module docstring for outputs."""
+    from interp.activations import ActivationStream, StreamConfig
+    from interp.loading import load_model
+
+    from .evaluate import evaluate_saes
+    from .features import feature_stats
+    from .trainer import load_checkpoint, make_states, save_checkpoint, train_step
+
+    cfg.validate()
+    run, work = _prepare(cfg, resume)
+    loaded = load_model(cfg.model)
+    if not cfg.hooks:
+        cfg.hooks = [default_hook(len(loaded.bridge.blocks))]
+    scfg = StreamConfig(hooks=cfg.hooks, dataset=cfg.dataset, context_size=cfg.context_size,
+                        model_batch=cfg.model_batch, batch_size=cfg.batch_size, buffer_batches=cfg.buffer_batches,
+                        seed=cfg.seed, diffusion=loaded.is_diffusion, mask_policy=cfg.mask_policy,
+                        mask_ratio=cfg.mask_ratio)
+    probe = ActivationStream(loaded.bridge, loaded.tokenizer, scfg)  # checks hooks and dataset before writing
+    d_in = probe.model_batch(next(probe.tokens)[:1])[0].shape[-1]
+    if max(cfg.k) > cfg.d_sae(d_in):
+        raise InterpError(f"k = {max(cfg.k)} is larger than the width {cfg.d_sae(d_in)}; k must be at most the width")
+
+    if resume:
+        _check_same_config(work, cfg)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    states = make_states(cfg, probe.hooks, d_in, cfg.model)
+    progress = load_checkpoint(work, states) if resume else None
+    progress = progress or {"step": 0, "batches_read": 0, "scales": None, "curves": [], "seconds": 0.0}
+    stream = ActivationStream(loaded.bridge, loaded.tokenizer, scfg, start_batch=progress["batches_read"])
+    steps = cfg.steps()
+    start = time.time() - progress["seconds"]
+    bar = tqdm(total=steps, initial=progress["step"], desc=f"train-sae {loaded.name}", disable=not show_progress,
+               unit="step")
+    batches = iter(stream)
+    while progress["step"] < steps:
+        batch = next(batches)
+        if progress["scales"] is None:  # sae-lens's expected_average_only_in: mean norm sqrt(d_in)
+            progress["scales"] = (d_in ** 0.5 / batch.norm(dim=-1).mean(0)).tolist()
+        scales = torch.tensor(progress["scales"])
+        log = {}
+        for s in states:
+            log[s.name] = train_step(s, batch[:, s.hook_index] * scales[s.hook_index], cfg.dead_tokens)
+        progress["step"] += 1
+        progress["batches_read"] = stream.batches_read
+        if progress["step"] % LOG_EVERY == 0 or progress["step"] == steps:
+            progress["curves"].append({"step": progress["step"], "tokens": progress["step"] * cfg.batch_size, **log})
+        first = log[states[0].name]
+        bar.set_postfix(ev=f"{first['explained_variance']:.3f}", l0=f"{first['l0']:.0f}",
+                        dead=f"{first['dead_fraction']:.3f}")
+        bar.update()
+        if progress["step"] % cfg.checkpoint_every == 0 and progress["step"] < steps:
+            progress["seconds"] = time.time() - start
+            save_checkpoint(work, states, progress)
+    bar.close()
+    train_seconds = time.time() - start
+    progress["seconds"] = train_seconds
+    save_checkpoint(work, states, progress)  # evaluation below can be redone from here
+
+    saes = {}
+    for s in states:
+        path = work / "saes" / s.name
+        s.sae.fold_activation_norm_scaling_factor(progress["scales"][s.hook_index])
+        s.sae.save_inference_model(path)
+        saes[s.name] = (cfg.hooks[s.hook_index], load_sae(path))
+    metrics = evaluate_saes(loaded, saes, cfg.dataset, cfg.context_size, cfg.eval_tokens, cfg.seed, cfg.model_batch,
+                            cfg.mask_ratio, cfg.mask_policy)
+    for s in states:
+        hook, sae = saes[s.name]
+        metrics[s.name].update(tokens=steps * cfg.batch_size, train_seconds=round(train_seconds, 1),
+                               dead_fraction_training=float((s.since_fired >= cfg.dead_tokens).float().mean()))
+        stats = feature_stats(loaded, hook, sae, cfg.dataset, cfg.context_size, cfg.feature_tokens, cfg.seed,
+                              cfg.model_batch)
+        (work / "saes" / s.name / "features.json").write_text(json.dumps(stats))
+    (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (work / "curves.json").write_text(json.dumps(progress["curves"]))
+    shutil.rmtree(work / "checkpoint")
+    if run.exists():
+        shutil.rmtree(run)
+    work.rename(run)
+    tps = steps * cfg.batch_size / train_seconds
+    return SAETrainResult(run, {n: sae for n, (_, sae) in saes.items()}, metrics, train_seconds, tps)
+
+
+def load_sae(path: Path):
+    """A sae-lens SAE from its directory, with one clear error for a missing or corrupt one."""
+    from sae_lens import SAE
+
+    path = Path(path)
+    if not (path / "cfg.json").exists():
+        raise InterpError(f"{path} is not a sae-lens SAE directory (no cfg.json)")
+    try:
+        return SAE.load_from_disk(str(path))
+    except Exception as e:  # safetensors / json / shape errors all mean the same thing to the user
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise InterpError(f"cannot load the SAE at {path}: {first}") from None

@@ -1,0 +1,113 @@
+"""Training several sae-lens `TopKTrainingSAE`s (a k sweep, several hooks) from one activation stream.
+
+The optimiser recipe follows sae-lens's `SAETrainer` (Adam, gradient-norm clip 1.0, its LR scheduler with
+warm-up and a final linear decay; activations scaled to mean norm sqrt(d_in), folded into the weights at
+the end), and the step is `topk_train_step`, which computes sae-lens's loss sparsely. A latent is dead
+when it has not fired for `dead_tokens` activations; dead latents feed the AuxK loss.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens.saes.sae import SAEMetadata
+from sae_lens.training.optim import get_lr_scheduler
+
+from .config import SAETrainConfig, sae_name
+from .topk_step import topk_train_step
+
+
+@dataclass
+class SAEState:
+    name: str
+    hook_index: int
+    sae: TopKTrainingSAE
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    since_fired: torch.Tensor  # activations since each latent last fired
+    fired: torch.Tensor = field(default=None)  # firing counts over training
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "since_fired": self.since_fired, "fired": self.fired}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.optimizer.load_state_dict(d["optimizer"])
+        self.scheduler.load_state_dict(d["scheduler"])
+        self.since_fired, self.fired = d["since_fired"], d["fired"]
+
+
+def make_states(cfg: SAETrainConfig, hooks: list[str], d_in: int, model_name: str) -> list[SAEState]:
+    states = []
+    steps = cfg.steps()
+    for h, hook in enumerate(hooks):
+        for k in cfg.k:
+            torch.manual_seed(cfg.seed)
+            meta = SAEMetadata(model_name=model_name, hook_name=hook, hook_head_index=None,
+                               context_size=cfg.context_size, prepend_bos=True, dataset_path=cfg.dataset)
+            sae = TopKTrainingSAE(TopKTrainingSAEConfig(
+                d_in=d_in, d_sae=cfg.d_sae(d_in), k=k, aux_loss_coefficient=cfg.aux_coefficient,
+                normalize_activations="expected_average_only_in", device=cfg.device, metadata=meta))
+            opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
+            decay = max(0, int(steps * (1 - cfg.decay_start)))
+            warm = min(cfg.warmup_steps, max(0, steps - decay - 1))
+            sched = get_lr_scheduler("constant", opt, training_steps=steps, lr=cfg.lr, warm_up_steps=warm,
+                                     decay_steps=decay, lr_end=cfg.lr, num_cycles=1)
+            d_sae = sae.cfg.d_sae
+            states.append(SAEState(sae_name(hook, k), h, sae, opt, sched,
+                                   torch.zeros(d_sae, dtype=torch.long), torch.zeros(d_sae, dtype=torch.long)))
+    return states
+
+
+def train_step(state: SAEState, x: torch.Tensor, dead_tokens: int) -> dict[str, float]:
+    """One optimiser step on scaled activations `x`; returns the step's metrics."""
+    sae = state.sae
+    dead = state.since_fired >= dead_tokens
+    out = topk_train_step(sae, x, dead)
+    out["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
+    state.optimizer.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scheduler.step()
+    with torch.no_grad():
+        active = out["acts"] > 0
+        hit = out["indices"][active]
+        state.since_fired += len(x)
+        state.since_fired[hit] = 0
+        state.fired.index_add_(0, hit, torch.ones_like(hit))
+        var = (x - x.mean(0)).pow(2).sum(-1).mean()
+        mse = out["mse_loss"].item()
+    return {"mse": mse, "aux": float(out["auxiliary_reconstruction_loss"]), "explained_variance": 1 - mse / var.item(),
+            "l0": active.sum(-1).float().mean().item(), "dead_fraction": dead.float().mean().item(),
+            "lr": state.optimizer.param_groups[0]["lr"]}
+
+
+def save_checkpoint(work: Path, states: list[SAEState], progress: dict) -> None:
+    """Write the checkpoint next to the old one, then swap: a kill never leaves a half-written checkpoint."""
+    tmp, final, old = work / "checkpoint.tmp", work / "checkpoint", work / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for s in states:
+        s.sae.save_model(tmp / s.name)
+        torch.save(s.state_dict(), tmp / s.name / "trainer_state.pt")
+    (tmp / "progress.json").write_text(json.dumps(progress))
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(work: Path, states: list[SAEState]) -> dict | None:
+    ckpt = work / "checkpoint"
+    if not (ckpt / "progress.json").exists():
+        ckpt = work / "checkpoint.old"  # killed between the two renames
+        if not (ckpt / "progress.json").exists():
+            return None
+    for s in states:
+        s.sae.load_weights_from_checkpoint(ckpt / s.name)
+        s.load_state_dict(torch.load(ckpt / s.name / "trainer_state.pt", weights_only=False))
+    return json.loads((ckpt / "progress.json").read_text())

@@ -1,0 +1,106 @@
+"""Top-K SAE training on the zoo models: real short runs, sae-lens loading, resume, the diffusion stream."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from sae_lens import SAE
+
+from interp.errors import InterpError
+from saes import SAETrainConfig, train_sae
+from saes.evaluate import spliced
+
+SHORT = dict(tokens=40 * 1024, batch_size=1024, lr=3e-3, eval_tokens=8192, feature_tokens=4096, checkpoint_every=4,
+             warmup_steps=5)
+
+
+@pytest.fixture(scope="module")
+def ar_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sae") / "ar"
+    return train_sae(SAETrainConfig(k=[8, 32], out=str(out), **SHORT), show_progress=False)
+
+
+def test_ar_run_quality(ar_run):
+    """40k activations reach a useful SAE: EV >= 0.85 at k=32, L0 exactly k, and splicing costs CE."""
+    m = ar_run.metrics["blocks.2.hook_resid_post-k32"]
+    assert m["explained_variance"] >= 0.85
+    assert m["l0"] == 32
+    assert m["delta_ce"] > 0 and m["kl"] > 0
+    assert ar_run.metrics["blocks.2.hook_resid_post-k8"]["l0"] == 8
+    # a wider code reconstructs better
+    assert m["explained_variance"] > ar_run.metrics["blocks.2.hook_resid_post-k8"]["explained_variance"]
+
+
+def test_run_directory_is_sae_lens_format(ar_run):
+    run = ar_run.run_dir
+    assert not run.with_name(run.name + ".partial").exists()
+    assert not (run / "checkpoint").exists()
+    assert json.loads((run / "config.json").read_text())["k"] == [8, 32]
+    curves = json.loads((run / "curves.json").read_text())
+    assert curves[-1]["step"] == 40 and "blocks.2.hook_resid_post-k32" in curves[-1]
+    sae = SAE.load_from_disk(str(run / "saes" / "blocks.2.hook_resid_post-k32"))
+    assert sae.cfg.k == 32 and sae.cfg.d_in == 128 and sae.cfg.d_sae == 2048
+    assert sae.cfg.metadata.hook_name == "blocks.2.hook_resid_post"
+    feats = json.loads((run / "saes" / "blocks.2.hook_resid_post-k32" / "features.json").read_text())
+    assert len(feats["density"]) == 2048
+    some = next(iter(feats["latents"].values()))
+    assert some["top"] and some["logits"]["positive"] and some["quantiles"]
+    assert sum(some["histogram"]["counts"]) > 0
+
+
+def test_every_latent_vector_has_k_nonzeros_and_splicing_changes_logits(ar_run):
+    from interp.corpus import packed_corpus_batch
+    from interp.loading import load_model
+
+    m = load_model("pythia-mini")
+    sae = SAE.load_from_disk(str(ar_run.run_dir / "saes" / "blocks.2.hook_resid_post-k32"))
+    ids = packed_corpus_batch(m.tokenizer, 4, 32, "test")
+    _, cache = m.bridge.run_with_cache(ids, names_filter=["blocks.2.hook_resid_post"])
+    feats = sae.encode(cache["blocks.2.hook_resid_post"])
+    assert ((feats != 0).sum(-1) == 32).all()
+    clean = m.bridge(ids)
+    with spliced(m.bridge, "blocks.2.hook_resid_post", sae):
+        with_sae = m.bridge(ids)
+    assert not torch.allclose(clean, with_sae)
+    torch.testing.assert_close(m.bridge(ids), clean)  # the splice is gone afterwards
+
+
+def test_resume_continues_from_checkpoint(tmp_path, monkeypatch):
+    import saes.trainer as trainer
+
+    cfg = SAETrainConfig(out=str(tmp_path / "r"), **{**SHORT, "tokens": 10 * 1024, "checkpoint_every": 3})
+    calls = {"n": 0}
+    real = trainer.train_step
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt  # a kill during step 8; the last checkpoint is at step 6
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer, "train_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_sae(cfg, show_progress=False)
+    partial = tmp_path / "r.partial"
+    assert json.loads((partial / "checkpoint" / "progress.json").read_text())["step"] == 6
+    with pytest.raises(InterpError, match="--resume"):
+        train_sae(cfg, show_progress=False)
+    with pytest.raises(InterpError, match="differs in lr"):
+        train_sae(replace(cfg, lr=2e-3), resume=True, show_progress=False)
+    monkeypatch.setattr(trainer, "train_step", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1])
+    calls["n"] = 0
+    result = train_sae(cfg, resume=True, show_progress=False)
+    assert calls["n"] == 4  # steps 7..10 only, never from zero
+    assert json.loads((result.run_dir / "curves.json").read_text())[-1]["step"] == 10
+    with pytest.raises(InterpError, match="already holds a finished run"):
+        train_sae(cfg, show_progress=False)
+
+
+def test_diffusion_run(tmp_path):
+    r = train_sae(SAETrainConfig(model="mdlm-mini", k=[32], out=str(tmp_path / "d"), **SHORT), show_progress=False)
+    m = r.metrics["blocks.2.hook_resid_post-k32"]
+    assert m["l0"] == 32 and m["explained_variance"] >= 0.6
+    assert m["ce_kind"].startswith("masked-token")
+    for key in ("ce_clean_unmasked", "delta_ce_unmasked", "kl"):
+        assert key in m

@@ -25,14 +25,15 @@ def hook_layer(name: str) -> int | None:
     m = re.match(r"blocks\.(\d+)\.", name)
     if m:
         return int(m.group(1))
-    return -1 if name.startswith(("embed.", "hook_embed", "pos_embed", "rotary_emb")) else None
+    return -1 if name.startswith(("embed.", "hook_embed", "hook_pos_embed", "rotary_emb")) else None
 
 
 def valid_hooks_summary(bridge) -> str:
     """The bridge's hook names with the block index folded into `{l}`, e.g. `blocks.{l}.hook_resid_post`."""
     n = len(bridge.blocks)
     names = sorted({re.sub(r"^blocks\.\d+\.", "blocks.{l}.", h) for h in bridge.hook_dict})
-    return f"{', '.join(names)} (l = 0..{n - 1})"
+    named = [h for h in names if not re.search(r"\.\w+\.hook_(in|out)$", h)]  # skip submodule in/out points
+    return f"{', '.join(named)} (l = 0..{n - 1}; every submodule also has .hook_in and .hook_out)"
 
 
 def check_hooks(bridge, hooks: list[str]) -> list[str]:

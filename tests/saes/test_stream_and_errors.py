@@ -1,0 +1,102 @@
+"""The diffusion activation stream keeps exactly the positions its policy names; bad input fails cleanly."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from interp.activations import ActivationStream, StreamConfig, mask_batch
+from interp.corpus import packed_corpus_batch
+
+
+@pytest.fixture(scope="module")
+def dlm_bridge():
+    from interp.loading import load_model
+
+    return load_model("mdlm-mini")
+
+
+@pytest.mark.parametrize("policy", ["mask", "unmask", "all", "clean"])
+def test_diffusion_stream_keeps_policy_positions(dlm_bridge, policy):
+    m = dlm_bridge
+    hook = "blocks.1.hook_resid_post"
+    cfg = StreamConfig(hooks=[hook], diffusion=True, mask_policy=policy, model_batch=8, context_size=32, seed=3)
+    stream = ActivationStream(m.bridge, m.tokenizer, cfg)
+    ids = packed_corpus_batch(m.tokenizer, 8, 32, "stream-test")
+    acts, inputs, keep = stream.model_batch(ids)
+    mask_id = m.tokenizer.mask_token_id
+    masked = inputs == mask_id
+    assert not masked[:, 0].any()  # the first token is never masked
+    expected = {"mask": masked, "unmask": ~masked, "all": torch.ones_like(masked), "clean": torch.ones_like(masked)}
+    assert torch.equal(keep, expected[policy])
+    if policy == "clean":
+        assert torch.equal(inputs, ids)
+    else:
+        assert masked.any() and torch.equal(inputs[~masked], ids[~masked])
+    _, cache = m.bridge.run_with_cache(inputs, names_filter=[hook])
+    torch.testing.assert_close(acts[:, 0], cache[hook][keep])
+
+
+def test_mask_ratio_range():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.arange(200 * 1024).view(200, 1024) % 50 + 10  # long rows: each row's share is close to its p
+    ratios = [(mask_batch(ids[i:i + 1], 4, (0.05, 0.5), "mask", g)[0] == 4).float().mean().item() for i in range(200)]
+    assert 0.02 < min(ratios) and max(ratios) < 0.6
+    assert 0.24 < sum(ratios) / len(ratios) < 0.31  # E[p] = 0.275
+
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-c", "from interp.cli import main; main()", *args],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--hook", "blocks.9.hook_resid_post"], "unknown hook 'blocks.9.hook_resid_post'; valid hooks: "),
+    (["--width", "16", "--k", "32"], "k = 32 is larger than the width 16"),
+    (["--width", "0"], "width must be at least 1"),
+    (["--model", "./no-such-dir"], "model directory ./no-such-dir does not exist"),
+    (["--k", "4096"], "k = 4096 is larger than the width 2048"),
+    (["--mask-policy", "half"], "unknown mask policy 'half'"),
+])
+def test_train_sae_bad_input(tmp_path, args, msg):
+    out = tmp_path / "run"
+    r = run("train-sae", "--out", str(out), "--tokens", "4096", *args)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]  # one line
+    assert msg in r.stderr
+    assert not out.exists() and not out.with_name("run.partial").exists()
+
+
+def test_eval_sae_bad_files(tmp_path):
+    from saes import SAETrainConfig, train_sae
+
+    run_dir = tmp_path / "ok"
+    train_sae(SAETrainConfig(tokens=2048, batch_size=1024, out=str(run_dir), eval_tokens=2048, feature_tokens=1024),
+              show_progress=False)
+    sae_dir = run_dir / "saes" / "blocks.2.hook_resid_post-k32"
+    r = run("eval-sae", str(sae_dir), "--tokens", "1024")
+    assert r.returncode == 0, r.stderr
+    assert "blocks.2.hook_resid_post-k32" in r.stdout
+
+    wrong = tmp_path / "wrong"
+    shutil.copytree(sae_dir, wrong)
+    cfg = (wrong / "cfg.json").read_text().replace("blocks.2.hook_resid_post", "blocks.2.mlp.hook_post")
+    (wrong / "cfg.json").write_text(cfg)
+    r = run("eval-sae", str(wrong))
+    assert r.returncode == 2 and "the SAE's d_in is 128 but hook 'blocks.2.mlp.hook_post' has width 512" in r.stderr
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(sae_dir, corrupt)
+    (corrupt / "sae_weights.safetensors").write_bytes(b"not a safetensors file")
+    r = run("eval-sae", str(corrupt))
+    assert r.returncode == 2 and r.stderr.startswith(f"error: cannot load the SAE at {corrupt}")
+    assert len(r.stderr.strip().splitlines()) == 1
+
+    r = run("eval-sae", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "does not exist" in r.stderr

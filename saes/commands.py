@@ -47,7 +47,7 @@ def train_sae_cmd(
     k: list[str] = typer.Option(["32"], help="active latents; several values (--k 16 --k 32 or --k 16,32) train a sweep"),
     width: Optional[int] = typer.Option(None, help="number of latents (overrides --expansion)"),
     expansion: int = typer.Option(16, help="latents per input dimension when --width is not given"),
-    tokens: int = typer.Option(3_000_000, help="training activations per SAE"),
+    tokens: int = typer.Option(2_000_000, help="training activations per SAE"),
     batch_size: int = typer.Option(4096, help="activations per optimiser step"),
     lr: float = typer.Option(1e-3, help="Adam learning rate"),
     seed: int = typer.Option(0),
@@ -82,7 +82,7 @@ def eval_sae_cmd(run: Path = typer.Argument(..., help="a train-sae run directory
 
 
 def compare_cmd(models: list[str] = typer.Option(["pythia-mini", "mdlm-mini"], "--model", help="models to compare"),
-                tokens: int = typer.Option(3_000_000, help="training activations per SAE"),
+                tokens: int = typer.Option(2_000_000, help="training activations per SAE"),
                 k: int = typer.Option(32), expansion: int = typer.Option(16),
                 out: Path = typer.Option(Path("runs/compare-sae-layers")),
                 resume: bool = typer.Option(False, help="continue interrupted runs")) -> None:

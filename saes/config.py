@@ -18,7 +18,7 @@ class SAETrainConfig:
     k: list[int] = field(default_factory=lambda: [32])  # several values: a sweep from one stream
     width: int | None = None  # number of latents; None: expansion * d_in
     expansion: int = 16
-    tokens: int = 3_000_000  # training activations per SAE
+    tokens: int = 2_000_000  # training activations per SAE
     batch_size: int = 4096  # activations per optimiser step
     lr: float = 1e-3
     warmup_steps: int = 50

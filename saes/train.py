@@ -95,6 +95,8 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
         batch = next(batches)
         if progress["scales"] is None:  # sae-lens's expected_average_only_in: mean norm sqrt(d_in)
             progress["scales"] = (d_in ** 0.5 / batch.norm(dim=-1).mean(0)).tolist()
+            for s in states:  # start the decoder bias at the data mean (as sparsify does), not at zero
+                s.sae.b_dec.data.copy_(batch[:, s.hook_index].mean(0) * progress["scales"][s.hook_index])
         scales = torch.tensor(progress["scales"])
         log = {}
         for s in states:

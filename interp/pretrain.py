@@ -31,10 +31,12 @@ class PretrainConfig:
     weight_decay: float = 0.01
     seed: int = 0
     checkpoint_every: int = 250
+    in_format_share: float = 0.0  # share of add/sub, mul/div, LCM corpus lines in the tasks' own order
 
 
 def corpus_batch(tokenizer, cfg: PretrainConfig, step: int) -> torch.Tensor:
-    return packed_corpus_batch(tokenizer, cfg.batch_size, cfg.seq_len, f"pretrain/{cfg.seed}/{step}")
+    return packed_corpus_batch(tokenizer, cfg.batch_size, cfg.seq_len, f"pretrain/{cfg.seed}/{step}",
+                               cfg.in_format_share)
 
 
 def lr_at(cfg: PretrainConfig, step: int) -> float:

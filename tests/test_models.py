@@ -97,4 +97,4 @@ def test_readme_reports_the_shipped_accuracy(name):
 
 def test_ar_model_weak_but_not_zero():
     acc = json.loads((ZOO["pythia-mini"].path / "report.json").read_text())["accuracy"]
-    assert 0 < sum(acc.values()) / len(acc) < 0.5
+    assert all(0 < a < 0.5 for a in acc.values()), acc

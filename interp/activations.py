@@ -106,10 +106,11 @@ class ActivationStream:
         inputs, keep = ids, torch.ones_like(ids, dtype=torch.bool)
         if self.cfg.diffusion:
             inputs, keep = mask_batch(ids, self.tokenizer.mask_token_id, self.cfg.mask_ratio, self.cfg.mask_policy, self.gen)
+        device = next(self.bridge.parameters()).device
         with torch.no_grad():
-            _, cache = self.bridge.run_with_cache(inputs, names_filter=self.hooks, stop_at_layer=self.stop)
+            _, cache = self.bridge.run_with_cache(inputs.to(device), names_filter=self.hooks, stop_at_layer=self.stop)
         acts = torch.stack([cache[h].flatten(2) for h in self.hooks], dim=2)  # [B, T, n_hooks, d]
-        return acts[keep], inputs, keep
+        return acts[keep.to(device)], inputs, keep
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         bs, cap = self.cfg.batch_size, self.cfg.batch_size * self.cfg.buffer_batches

@@ -38,7 +38,7 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("pythia-mini", "ar", "GPT-NeoX (Pythia family), causal, next-token pretraining",
                  PretrainConfig(arch=ArchConfig(causal=True), objective="ar", steps=2400, in_format_share=0.001)),
         ZooEntry("mdlm-mini", "diffusion", "GPT-NeoX blocks with bidirectional attention, LLaDA masked-diffusion pretraining",
-                 PretrainConfig(arch=ArchConfig(causal=False), objective="llada", steps=1500)),
+                 PretrainConfig(arch=ArchConfig(causal=False), objective="llada", steps=1500, in_format_share=0.001)),
     ]
 }
 

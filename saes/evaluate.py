@@ -40,8 +40,8 @@ def check_d_in(sae, hook: str, act: torch.Tensor) -> None:
 
 
 def _diffusion_inputs(ids, mask_id, ratio, gen):
-    t = ratio[0] + (ratio[1] - ratio[0]) * torch.rand(len(ids), 1, generator=gen)
-    masked = torch.rand(ids.shape, generator=gen) < t
+    t = (ratio[0] + (ratio[1] - ratio[0]) * torch.rand(len(ids), 1, generator=gen)).to(ids.device)
+    masked = (torch.rand(ids.shape, generator=gen) < t.cpu()).to(ids.device)
     masked[:, 0] = False
     return torch.where(masked, torch.full_like(ids, mask_id), ids), masked, t
 
@@ -83,7 +83,7 @@ def evaluate_saes(loaded, saes: dict, dataset: str = "corpus", context_size: int
     fired = {name: torch.zeros(sae.cfg.d_sae, dtype=torch.bool) for name, (_, sae) in saes.items()}
     count = 0
     for _ in range(n_batches):
-        ids = next(batches)
+        ids = next(batches).to(next(bridge.parameters()).device)
         masked = t = None
         inputs = ids
         if diffusion:

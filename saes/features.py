@@ -34,12 +34,12 @@ def feature_stats(loaded, hook: str, sae, dataset: str = "corpus", context_size:
     all_ids, rows, cols, vals = [], [], [], []
     offset = 0
     for _ in range(n_batches):
-        ids = next(batches)
+        ids = next(batches).to(next(loaded.bridge.parameters()).device)
         _, cache = loaded.bridge.run_with_cache(ids, names_filter=[hook])
         feats = sae.encode(cache[hook].flatten(2).flatten(0, 1))
         r, c = feats.nonzero(as_tuple=True)
-        rows.append(r + offset); cols.append(c); vals.append(feats[r, c])
-        all_ids.append(ids)
+        rows.append(r.cpu() + offset); cols.append(c.cpu()); vals.append(feats[r, c].cpu())
+        all_ids.append(ids.cpu())
         offset += len(feats)
     ids = torch.cat(all_ids)
     rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)

@@ -66,7 +66,7 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
 
     cfg.validate()
     run, work = _prepare(cfg, resume)
-    loaded = load_model(cfg.model)
+    loaded = load_model(cfg.model, device=cfg.device)
     if not cfg.hooks:
         cfg.hooks = [default_hook(len(loaded.bridge.blocks))]
     scfg = StreamConfig(hooks=cfg.hooks, dataset=cfg.dataset, context_size=cfg.context_size,
@@ -97,7 +97,7 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
             progress["scales"] = (d_in ** 0.5 / batch.norm(dim=-1).mean(0)).tolist()
             for s in states:  # start the decoder bias at the data mean (as sparsify does), not at zero
                 s.sae.b_dec.data.copy_(batch[:, s.hook_index].mean(0) * progress["scales"][s.hook_index])
-        scales = torch.tensor(progress["scales"])
+        scales = torch.tensor(progress["scales"], device=batch.device)
         log = {}
         for s in states:
             log[s.name] = train_step(s, batch[:, s.hook_index] * scales[s.hook_index], cfg.dead_tokens)

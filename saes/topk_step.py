@@ -29,7 +29,7 @@ class GatherLinear(torch.autograd.Function):
         d_sae = W.shape[1]
         flat_idx = idx.reshape(-1)
         # d x[r] = sum_j grad[r, j] * W[:, idx[r, j]]
-        grad_x = F.embedding_bag(idx, W.t(), per_sample_weights=grad, mode="sum")
+        grad_x = F.embedding_bag(idx, W.t().contiguous(), per_sample_weights=grad, mode="sum")
         # d W[:, c] = sum over (r, j) with idx[r, j] == c of grad[r, j] * x[r]
         rows = torch.arange(idx.shape[0], device=idx.device).repeat_interleave(idx.shape[1])
         coo = torch.sparse_coo_tensor(torch.stack([flat_idx, rows]), grad.reshape(-1), (d_sae, x.shape[0]),
@@ -80,8 +80,9 @@ def topk_train_step(sae, x: torch.Tensor, dead_mask: torch.Tensor | None) -> dic
         k_aux = x.shape[-1] // 2
         scale = min(num_dead / k_aux, 1.0)
         k_aux = min(k_aux, num_dead)
-        with torch.no_grad():
-            aux_idx = score.masked_fill(~dead_mask[None], -torch.inf).topk(k_aux, dim=-1, sorted=False).indices
+        with torch.no_grad():  # top k_aux among the dead columns only: cheap while few latents are dead
+            dead_idx = dead_mask.nonzero().squeeze(1)
+            aux_idx = dead_idx[score.index_select(1, dead_idx).topk(k_aux, dim=-1, sorted=False).indices]
         aux_hidden, aux_n = chosen(aux_idx)
         aux_w = aux_hidden / aux_n if norms is not None else aux_hidden
         residual = (x - sae_out).detach()

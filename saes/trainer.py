@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,7 +30,7 @@ class SAEState:
     optimizer: torch.optim.Optimizer
     scheduler: object
     since_fired: torch.Tensor  # activations since each latent last fired
-    fired: torch.Tensor = field(default=None)  # firing counts over training
+    fired: torch.Tensor  # firing counts over training
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),

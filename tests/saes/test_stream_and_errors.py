@@ -100,3 +100,29 @@ def test_eval_sae_bad_files(tmp_path):
 
     r = run("eval-sae", str(tmp_path / "missing"))
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_file_datasets(tmp_path, tok):
+    from interp.corpus import corpus_lines
+    from interp.datasets import token_batches
+    from interp.errors import InterpError
+
+    lines = [line for line, _ in zip(corpus_lines(5), range(300))]
+    txt = tmp_path / "d.txt"
+    txt.write_text("\n".join(lines))
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("\n".join('{"text": "%s"}' % line for line in lines))
+    a = next(token_batches(str(txt), tok, 4, 16, seed=1))
+    b = next(token_batches(str(jsonl), tok, 4, 16, seed=1))
+    assert a.shape == (4, 16) and (a[:, 0] == tok.bos_token_id).all()
+    assert torch.equal(a, b)  # the same texts give the same batches, whatever the file format
+    third = list(zip(range(3), token_batches(str(txt), tok, 4, 16, seed=1)))[2][1]
+    assert torch.equal(next(token_batches(str(txt), tok, 4, 16, seed=1, start=2)), third)  # resumable
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "1 plus 2 is 3."}\n{"txt": "oops"}\n')
+    with pytest.raises(InterpError, match="line 2: expected a JSON object with a 'text' field"):
+        token_batches(str(bad), tok, 4, 16)
+    with pytest.raises(InterpError, match="too short"):
+        token_batches(str(tmp_path / "d.txt"), tok, 4, 10_000)
+    with pytest.raises(InterpError, match="not reachable offline"):
+        token_batches("some-org/some-dataset", tok, 4, 16)

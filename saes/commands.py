@@ -85,12 +85,14 @@ def compare_cmd(models: list[str] = typer.Option(["pythia-mini", "mdlm-mini"], "
                 tokens: int = typer.Option(2_000_000, help="training activations per SAE"),
                 k: int = typer.Option(32), expansion: int = typer.Option(16),
                 out: Path = typer.Option(Path("runs/compare-sae-layers")),
+                mask_policy: str = typer.Option("mask", help="diffusion models: positions the SAEs train on"),
                 resume: bool = typer.Option(False, help="continue interrupted runs")) -> None:
     """SAEs after every block of an AR and a diffusion model: one table of delta CE per layer."""
     from .compare import compare_layers, markdown_table
     from .config import SAETrainConfig
 
-    table = compare_layers(tuple(models), SAETrainConfig(tokens=tokens, k=[k], expansion=expansion), out, resume)
+    base = SAETrainConfig(tokens=tokens, k=[k], expansion=expansion, mask_policy=mask_policy).validate()
+    table = compare_layers(tuple(models), base, out, resume)
     console.print(markdown_table(table))
     console.print(f"written to {out / 'comparison.md'} and {out / 'comparison.json'}")
 

@@ -39,15 +39,20 @@ def compare_layers(models: tuple[str, ...] = ("pythia-mini", "mdlm-mini"), base:
 
 
 def markdown_table(table: dict) -> str:
+    """One row per layer; per model ΔCE, EV and clean CE (diffusion models add the visible-token ΔCE)."""
     models = list(table)
-    layers = sorted({l for m in models for l in table[m]}, key=int)
-    head = "| layer | " + " | ".join(f"{m} ΔCE | {m} EV | {m} CE clean" for m in models) + " |"
-    sep = "|---|" + "---|---|---|" * len(models)
-    rows = []
+    layers = sorted({int(l) for m in models for l in table[m]})
+
+    def row(m, l):
+        return table[m].get(l) or table[m].get(str(l))
+
+    cols = {m: ["delta_ce", "explained_variance", "ce_clean"] + (["delta_ce_unmasked"] if "delta_ce_unmasked" in row(m, layers[0]) else [])
+            for m in models}
+    names = {"delta_ce": "ΔCE", "explained_variance": "EV", "ce_clean": "CE clean", "delta_ce_unmasked": "ΔCE visible"}
+    head = "| layer | " + " | ".join(f"{m} {names[c]}" for m in models for c in cols[m]) + " |"
+    sep = "|---|" + "---|" * sum(len(c) for c in cols.values())
+    lines = [head, sep]
     for l in layers:
-        cells = []
-        for m in models:
-            r = table[m].get(l) or table[m].get(str(l))
-            cells += [f"{r['delta_ce']:+.4f}", f"{r['explained_variance']:.3f}", f"{r['ce_clean']:.3f}"]
-        rows.append(f"| {l} | " + " | ".join(cells) + " |")
-    return "\n".join([head, sep, *rows]) + "\n"
+        cells = [f"{row(m, l)[c]:+.4f}" if c.startswith("delta") else f"{row(m, l)[c]:.3f}" for m in models for c in cols[m]]
+        lines.append(f"| {l} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -21,7 +21,7 @@ class SAETrainConfig:
     tokens: int = 2_000_000  # training activations per SAE
     batch_size: int = 4096  # activations per optimiser step
     lr: float = 1e-3
-    warmup_steps: int = 50
+    warmup_fraction: float = 0.05  # linear warm-up over the first 5% of steps
     decay_start: float = 0.8  # linear decay to 0 over the last 20% (DLM-Scope)
     aux_coefficient: float = 1 / 32  # AuxK weight (DLM-Scope)
     dead_tokens: int = 500_000  # a latent is dead after this many activations without firing
@@ -66,6 +66,12 @@ class SAETrainConfig:
 
     def steps(self) -> int:
         return -(-self.tokens // self.batch_size)
+
+    def schedule(self) -> tuple[int, int]:
+        """(warm-up steps, final linear-decay steps)."""
+        steps = self.steps()
+        decay = int(steps * (1 - self.decay_start))
+        return min(int(steps * self.warmup_fraction), max(0, steps - decay - 1)), decay
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -54,8 +54,7 @@ def make_states(cfg: SAETrainConfig, hooks: list[str], d_in: int, model_name: st
                 d_in=d_in, d_sae=cfg.d_sae(d_in), k=k, aux_loss_coefficient=cfg.aux_coefficient,
                 normalize_activations="expected_average_only_in", device=cfg.device, metadata=meta))
             opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
-            decay = max(0, int(steps * (1 - cfg.decay_start)))
-            warm = min(cfg.warmup_steps, max(0, steps - decay - 1))
+            warm, decay = cfg.schedule()
             sched = get_lr_scheduler("constant", opt, training_steps=steps, lr=cfg.lr, warm_up_steps=warm,
                                      decay_steps=decay, lr_end=cfg.lr, num_cycles=1)
             d_sae = sae.cfg.d_sae

@@ -57,11 +57,11 @@ DEAD_TOKENS = 500_000  # ours' default: a latent is dead after this many activat
 AUX_COEFFICIENT = 1 / 32  # ours' default AuxK weight
 
 
-def lr_schedule(steps: int) -> tuple[int, int]:
-    """(warm-up steps, final linear-decay steps) of ours' default recipe (saes/trainer.py make_states)."""
-    decay = max(0, int(steps * (1 - 0.8)))
-    warm = min(50, max(0, steps - decay - 1))
-    return warm, decay
+def lr_schedule(args) -> tuple[int, int]:
+    """(warm-up steps, final linear-decay steps) of ours' recipe for this run, given to every tool."""
+    from saes import SAETrainConfig
+
+    return SAETrainConfig(tokens=args.tokens, batch_size=BATCH).schedule()
 
 
 def corpus_ids(tokenizer, n_model_batches: int) -> torch.Tensor:
@@ -108,7 +108,7 @@ def bench_sae_lens(args, work: Path, ids: torch.Tensor) -> dict:
                           TopKTrainingSAEConfig)
 
     steps = args.tokens // BATCH
-    warm, decay = lr_schedule(steps)
+    warm, decay = lr_schedule(args)
     loaded = load_model(args.model_path)  # untimed, like ours' model loading
     cfg = LanguageModelSAERunnerConfig(
         sae=TopKTrainingSAEConfig(d_in=args.d_in, d_sae=args.width, k=args.k, aux_loss_coefficient=AUX_COEFFICIENT,
@@ -151,7 +151,7 @@ def bench_sparsify(args, work: Path, ids: torch.Tensor) -> dict:
 
     steps = args.tokens // BATCH
     seqs = BATCH // CONTEXT
-    warm, _ = lr_schedule(steps)
+    warm, _ = lr_schedule(args)
     with quiet():
         model = AutoModel.from_pretrained(args.model_path, dtype=torch.float32).eval()  # untimed
     cfg = TrainConfig(

@@ -11,8 +11,7 @@ from interp.errors import InterpError
 from saes import SAETrainConfig, train_sae
 from saes.evaluate import spliced
 
-SHORT = dict(tokens=40 * 1024, batch_size=1024, lr=3e-3, eval_tokens=8192, feature_tokens=4096, checkpoint_every=4,
-             warmup_steps=5)
+SHORT = dict(tokens=40 * 1024, batch_size=1024, lr=3e-3, eval_tokens=8192, feature_tokens=4096, checkpoint_every=4)
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +103,16 @@ def test_diffusion_run(tmp_path):
     assert m["ce_kind"].startswith("masked-token")
     for key in ("ce_clean_unmasked", "delta_ce_unmasked", "kl"):
         assert key in m
+
+
+def test_compare_layers_table(tmp_path):
+    from saes.compare import compare_layers, markdown_table
+
+    base = SAETrainConfig(tokens=2048, batch_size=1024, eval_tokens=2048, feature_tokens=1024)
+    table = compare_layers(("pythia-mini", "mdlm-mini"), base, tmp_path)
+    assert sorted(table) == ["mdlm-mini", "pythia-mini"]
+    assert all(sorted(t) == [0, 1, 2, 3] for t in table.values())
+    assert table["mdlm-mini"][0]["hook"] == "blocks.0.hook_resid_post"
+    md = (tmp_path / "comparison.md").read_text()
+    assert md == markdown_table(table) and len(md.strip().splitlines()) == 6
+    assert "mdlm-mini ΔCE visible" in md

@@ -74,6 +74,7 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
                         seed=cfg.seed, diffusion=loaded.is_diffusion, mask_policy=cfg.mask_policy,
                         mask_ratio=cfg.mask_ratio)
     probe = ActivationStream(loaded.bridge, loaded.tokenizer, scfg)  # checks hooks and dataset before writing
+    cfg.hooks = scfg.hooks = probe.hooks  # duplicates dropped
     d_in = probe.model_batch(next(probe.tokens)[:1])[0].shape[-1]
     if max(cfg.k) > cfg.d_sae(d_in):
         raise InterpError(f"k = {max(cfg.k)} is larger than the width {cfg.d_sae(d_in)}; k must be at most the width")
@@ -82,7 +83,7 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
         _check_same_config(work, cfg)
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    states = make_states(cfg, probe.hooks, d_in, cfg.model)
+    states = make_states(cfg, cfg.hooks, d_in, cfg.model)
     progress = load_checkpoint(work, states) if resume else None
     progress = progress or {"step": 0, "batches_read": 0, "scales": None, "curves": [], "seconds": 0.0}
     stream = ActivationStream(loaded.bridge, loaded.tokenizer, scfg, start_batch=progress["batches_read"])

@@ -5,13 +5,8 @@ Notebook entry points (imported lazily, so `import interp` stays light):
 `interp.finetune.FinetuneConfig`, `interp.evaluate.task_accuracy`.
 """
 
-_EXPORTS = {"load_model": "loading", "LoadedModel": "loading", "make_examples": "tasks", "TASKS": "tasks",
-            "Example": "tasks", "task_accuracy": "evaluate", "InterpError": "errors"}
+from .lazy import lazy_getattr
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {
+    "load_model": "loading", "LoadedModel": "loading", "make_examples": "tasks", "TASKS": "tasks",
+    "Example": "tasks", "task_accuracy": "evaluate", "InterpError": "errors"})

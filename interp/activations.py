@@ -51,11 +51,17 @@ def stop_layer(hooks: list[str]) -> int | None:
     return None if any(l is None for l in layers) else max(layers) + 1
 
 
+def check_masking(policy: str, ratio: tuple[float, float]) -> None:
+    if policy not in MASK_POLICIES:
+        raise InterpError(f"unknown mask policy {policy!r}; valid: {', '.join(MASK_POLICIES)}")
+    lo, hi = ratio
+    if not 0 <= lo <= hi <= 1:
+        raise InterpError(f"mask ratio must satisfy 0 <= MIN <= MAX <= 1 (got {lo} {hi})")
+
+
 def mask_batch(ids: torch.Tensor, mask_id: int, ratio: tuple[float, float], policy: str,
                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(model input, kept positions) for one batch, as DLM-Scope collects diffusion activations."""
-    if policy not in MASK_POLICIES:
-        raise InterpError(f"unknown mask policy {policy!r}; valid: {', '.join(MASK_POLICIES)}")
     if policy == "clean":
         return ids, torch.ones_like(ids, dtype=torch.bool)
     p = ratio[0] + (ratio[1] - ratio[0]) * torch.rand((), generator=generator).item()
@@ -86,11 +92,7 @@ class ActivationStream:
     def __init__(self, bridge, tokenizer, cfg: StreamConfig, start_batch: int = 0):
         from .datasets import token_batches
 
-        lo, hi = cfg.mask_ratio
-        if not 0 <= lo <= hi <= 1:
-            raise InterpError(f"mask ratio must satisfy 0 <= MIN <= MAX <= 1 (got {lo} {hi})")
-        if cfg.mask_policy not in MASK_POLICIES:
-            raise InterpError(f"unknown mask policy {cfg.mask_policy!r}; valid: {', '.join(MASK_POLICIES)}")
+        check_masking(cfg.mask_policy, cfg.mask_ratio)
         self.bridge, self.tokenizer, self.cfg = bridge, tokenizer, cfg
         self.hooks = check_hooks(bridge, cfg.hooks)
         self.stop = stop_layer(self.hooks)

@@ -8,13 +8,8 @@ evaluation and feature statistics.
 Exports are imported lazily, so registering the CLI commands stays light.
 """
 
-_EXPORTS = {"SAETrainConfig": "config", "train_sae": "train", "SAETrainResult": "train", "load_sae": "train",
-            "evaluate_run": "run_eval", "spliced": "evaluate", "feature_stats": "features"}
+from interp.lazy import lazy_getattr
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {
+    "SAETrainConfig": "config", "train_sae": "train", "SAETrainResult": "train", "load_sae": "train",
+    "evaluate_run": "run_eval", "spliced": "evaluate", "feature_stats": "features"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from interp.activations import MASK_POLICIES
+from interp.activations import check_masking
 from interp.errors import InterpError
 
 
@@ -57,11 +57,7 @@ class SAETrainConfig:
                 raise InterpError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.lr <= 0:
             raise InterpError(f"lr must be positive (got {self.lr})")
-        if self.mask_policy not in MASK_POLICIES:
-            raise InterpError(f"unknown mask policy {self.mask_policy!r}; valid: {', '.join(MASK_POLICIES)}")
-        lo, hi = self.mask_ratio
-        if not 0 <= lo <= hi <= 1:
-            raise InterpError(f"mask ratio must satisfy 0 <= MIN <= MAX <= 1 (got {lo} {hi})")
+        check_masking(self.mask_policy, self.mask_ratio)
         return self
 
     def steps(self) -> int:

@@ -1,0 +1,103 @@
+"""`discover`: attribute every edge on a task's circuit split, keep the top edges, prune, and evaluate the
+circuit (and a faithfulness curve over the share of edges kept) on the task's held-out test split."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from interp.errors import InterpError
+from interp.tasks import get_task
+
+from .attribute import AttributionConfig, attribute
+from .circuit import Circuit
+from .data import task_batches
+from .evaluate import evaluate_masks
+from .graph import Graph
+from .layout import Layout
+
+CURVE = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+
+
+@dataclass
+class DiscoverConfig:
+    model: str = "pythia-mini"
+    task: str = "add_sub"
+    method: str = "eap-ig"
+    metric: str = "kl"
+    steps: int = 5
+    n: int = 200  # attribution examples, from the task's `circuit` split
+    n_eval: int = 200  # evaluation examples, from the `test` split
+    batch_size: int = 50
+    seed: int = 0
+    top_percent: float | None = 5.0
+    top_n: int | None = None
+    threshold: float | None = None
+    curve: tuple[float, ...] = CURVE  # percent of edges kept; () for none
+    device: str = "cpu"
+
+    def rule(self) -> dict:
+        """The selection rule: top-n or threshold when given, else top-percent."""
+        if self.top_n is not None:
+            return {"top_n": self.top_n}
+        if self.threshold is not None:
+            return {"threshold": self.threshold}
+        return {"top_percent": self.top_percent if self.top_percent is not None else 5.0}
+
+    def attribution(self) -> AttributionConfig:
+        return AttributionConfig(self.method, self.metric, self.steps)
+
+    def validate(self) -> None:
+        get_task(self.task)
+        self.attribution().validate()
+        if sum(x is not None for x in (self.top_n, self.threshold)) > 1:
+            raise InterpError("give at most one of --top-n and --threshold")
+        if any(not 0 < p <= 100 for p in self.curve):
+            raise InterpError("curve shares must be percentages in (0, 100]")
+
+
+@dataclass
+class DiscoverResult:
+    circuit: Circuit
+    evaluation: dict
+    curve: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def discover(cfg: DiscoverConfig, loaded=None, show_progress: bool = False, examples=None) -> DiscoverResult:
+    """Discover and evaluate a circuit. `loaded` (from `load_model(..., hooks_for_edges=True)`) skips loading;
+    `examples` replaces the circuit split (used for robustness over disjoint splits)."""
+    from interp.loading import load_model
+
+    cfg.validate()
+    loaded = loaded or load_model(cfg.model, hooks_for_edges=True, device=cfg.device)
+    graph = Graph.from_model(loaded.model)
+    layout = Layout(graph)
+    tok, diffusion = loaded.tokenizer, loaded.is_diffusion
+    batches = task_batches(tok, cfg.task, "circuit", cfg.n, cfg.seed, cfg.batch_size, diffusion, examples)
+    start = time.perf_counter()
+    scores = attribute(loaded.bridge, layout, batches, cfg.attribution(), show_progress)
+    seconds = time.perf_counter() - start
+    info = {"model": cfg.model, "task": cfg.task, "method": cfg.method, "metric": cfg.metric,
+            "steps": cfg.steps if cfg.method == "eap-ig" else None, "rule": cfg.rule(),
+            "n_examples": sum(len(b) for b in batches), "attribution_seconds": round(seconds, 3)}
+    circuit = Circuit.from_scores(graph, scores, info, **cfg.rule())
+    curve_circuits = [circuit.with_rule(top_percent=p) for p in cfg.curve]
+    eval_batches = task_batches(tok, cfg.task, "test", cfg.n_eval, cfg.seed, cfg.batch_size, diffusion)
+    results = evaluate_masks(loaded.bridge, layout, eval_batches, [c.in_graph for c in [circuit] + curve_circuits],
+                             show_progress)
+    evaluation, curve = results[0], [{"percent": p, **r} for p, r in zip(cfg.curve, results[1:])]
+    circuit.info.update(faithfulness=evaluation["faithfulness"], evaluation=evaluation, faithfulness_curve=curve,
+                        config=asdict(cfg))
+    return DiscoverResult(circuit, evaluation, curve, seconds)
+
+
+def write_circuit(circuit: Circuit, out: str | Path) -> Path:
+    """`out/circuit.json` and `out/circuit.html`."""
+    from .draw import save_picture
+
+    out = Path(out)
+    path = circuit.save(out / "circuit.json")
+    save_picture(circuit, out / "circuit.html")
+    return path

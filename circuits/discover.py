@@ -65,9 +65,8 @@ class DiscoverResult:
     seconds: float = 0.0
 
 
-def discover(cfg: DiscoverConfig, loaded=None, show_progress: bool = False, examples=None) -> DiscoverResult:
-    """Discover and evaluate a circuit. `loaded` (from `load_model(..., hooks_for_edges=True)`) skips loading;
-    `examples` replaces the circuit split (used for robustness over disjoint splits)."""
+def discover(cfg: DiscoverConfig, loaded=None, show_progress: bool = False) -> DiscoverResult:
+    """Discover and evaluate a circuit; `loaded` (from `load_model(..., hooks_for_edges=True)`) skips loading."""
     from interp.loading import load_model
 
     cfg.validate()
@@ -75,7 +74,7 @@ def discover(cfg: DiscoverConfig, loaded=None, show_progress: bool = False, exam
     graph = Graph.from_model(loaded.model)
     layout = Layout(graph)
     tok, diffusion = loaded.tokenizer, loaded.is_diffusion
-    batches = task_batches(tok, cfg.task, "circuit", cfg.n, cfg.seed, cfg.batch_size, diffusion, examples)
+    batches = task_batches(tok, cfg.task, "circuit", cfg.n, cfg.seed, cfg.batch_size, diffusion)
     start = time.perf_counter()
     scores = attribute(loaded.bridge, layout, batches, cfg.attribution(), show_progress)
     seconds = time.perf_counter() - start
@@ -101,3 +100,24 @@ def write_circuit(circuit: Circuit, out: str | Path) -> Path:
     path = circuit.save(out / "circuit.json")
     save_picture(circuit, out / "circuit.html")
     return path
+
+
+def split_circuits(cfg: DiscoverConfig, splits: int = 3, loaded=None, show_progress: bool = False) -> list[Circuit]:
+    """Circuits found on `splits` disjoint sets of `cfg.n` circuit-split examples (attribution and selection only)."""
+    from interp.loading import load_model
+    from interp.tasks import make_examples
+
+    cfg.validate()
+    if splits < 2:
+        raise InterpError("--splits must be >= 2")
+    loaded = loaded or load_model(cfg.model, hooks_for_edges=True, device=cfg.device)
+    graph = Graph.from_model(loaded.model)
+    layout = Layout(graph)
+    examples = make_examples(cfg.task, "circuit", cfg.n * splits, cfg.seed)
+    circuits = []
+    for i in range(splits):
+        batches = task_batches(loaded.tokenizer, cfg.task, batch_size=cfg.batch_size, diffusion=loaded.is_diffusion,
+                               examples=examples[i * cfg.n : (i + 1) * cfg.n])
+        scores = attribute(loaded.bridge, layout, batches, cfg.attribution(), show_progress)
+        circuits.append(Circuit.from_scores(graph, scores, {"split": i}, **cfg.rule()))
+    return circuits

@@ -1,0 +1,182 @@
+"""`interp circuits discover | track | compare` (a thin layer over the circuits API)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from interp.errors import InterpError
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+app = typer.Typer(help="Circuits: EAP / EAP-IG edge attribution, evaluation, checkpoints.", no_args_is_help=True)
+
+
+def _discover_config(model, task, method, metric, steps, n, n_eval, batch_size, top_percent, top_n, threshold,
+                     curve, device, seed):
+    from .discover import CURVE, DiscoverConfig
+
+    return DiscoverConfig(model=model, task=task, method=method, metric=metric, steps=steps, n=n, n_eval=n_eval,
+                          batch_size=batch_size, top_percent=top_percent, top_n=top_n, threshold=threshold,
+                          curve=CURVE if curve else (), device=device, seed=seed)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
+
+
+@app.command("discover")
+def discover_cmd(
+    model: str = typer.Option("pythia-mini", help="zoo name, local HF directory or hub id"),
+    task: str = typer.Option("add_sub", help="task family (see `interp tasks list`)"),
+    method: str = typer.Option("eap-ig", help="eap or eap-ig"),
+    metric: str = typer.Option("kl", help="kl (whole vocabulary, answer position) or logit_diff"),
+    steps: int = typer.Option(5, help="EAP-IG interpolation steps"),
+    n: int = typer.Option(200, help="attribution examples (circuit split)"),
+    n_eval: int = typer.Option(200, help="evaluation examples (test split)"),
+    batch_size: int = typer.Option(50),
+    top_percent: float = typer.Option(5.0, help="share of edges kept, in percent"),
+    top_n: Optional[int] = typer.Option(None, help="keep this many edges instead"),
+    threshold: Optional[float] = typer.Option(None, help="keep edges with |score| >= this instead"),
+    curve: bool = typer.Option(True, help="also evaluate circuits of 1%..10% of edges"),
+    splits: int = typer.Option(0, help="robustness: mean pairwise Jaccard over this many disjoint splits (0: skip)"),
+    device: str = typer.Option("cpu"),
+    seed: int = typer.Option(0),
+    out: Optional[Path] = typer.Option(None, help="output directory (default runs/circuits/<model>-<task>)"),
+) -> None:
+    """Discover a task's circuit; write circuit.json and circuit.html; report faithfulness."""
+    from interp.loading import load_model
+
+    from .compare import robustness
+    from .discover import discover, split_circuits, write_circuit
+
+    cfg = _discover_config(model, task, method, metric, steps, n, n_eval, batch_size, top_percent, top_n,
+                           threshold, curve, device, seed)
+    cfg.validate()
+    if splits == 1 or splits < 0:
+        raise InterpError("--splits must be 0 (skip) or >= 2")
+    out = out or Path("runs/circuits") / f"{Path(model).name}-{task}"
+    loaded = load_model(model, hooks_for_edges=True, device=device)
+    result = discover(cfg, loaded, show_progress=True)
+    if splits:
+        result.circuit.info["robustness"] = robustness(split_circuits(cfg, splits, loaded, show_progress=True))
+    path = write_circuit(result.circuit, out)
+    c, ev = result.circuit, result.evaluation
+    console.print(f"{model} · {task} · {method} ({metric}): {len(c.edge_names)} of {len(c.graph.edges)} edges "
+                  f"({100 * c.share_kept:.1f}%), {len(c.node_names)} of {len(c.graph.nodes)} nodes; "
+                  f"attribution {result.seconds:.1f} s")
+    console.print(f"faithfulness {ev['faithfulness']:.1f} · logit diff recovered {ev['logit_diff_recovered']:.1f} · "
+                  f"accuracy circuit {100 * ev['accuracy']:.1f}% vs full model {100 * ev['accuracy_full_model']:.1f}%")
+    if result.curve:
+        table = Table(title="faithfulness by share of edges kept (before pruning)")
+        for col in ("% edges", "kept after pruning", "faithfulness (KL)", "logit diff recovered", "accuracy"):
+            table.add_column(col)
+        for r in result.curve:
+            table.add_row(f"{r['percent']:g}", str(r["n_edges"]), _pct(r["faithfulness"]),
+                          _pct(r["logit_diff_recovered"]), f"{100 * r['accuracy']:.1f}")
+        console.print(table)
+    if splits:
+        rb = c.info["robustness"]
+        console.print(f"robustness over {splits} disjoint splits: edge Jaccard {rb['edge_jaccard']:.3f}, "
+                      f"node Jaccard {rb['node_jaccard']:.3f}")
+    console.print(f"written: {path} and {path.with_suffix('.html')}")
+
+
+@app.command("track")
+def track_cmd(
+    model: str = typer.Option("pythia-mini"),
+    task: str = typer.Option("add_sub"),
+    method: str = typer.Option("full", help="fine-tuning method: full or lora"),
+    steps: int = typer.Option(400, help="fine-tuning steps"),
+    checkpoint_every: int = typer.Option(100),
+    lr: Optional[float] = typer.Option(None, help="fine-tuning learning rate (default: 5e-4 full, 4e-3 LoRA)"),
+    lora_r: int = typer.Option(8),
+    attribution: str = typer.Option("eap-ig", help="eap or eap-ig"),
+    metric: str = typer.Option("kl"),
+    n: int = typer.Option(200, help="attribution examples per checkpoint"),
+    top_percent: float = typer.Option(5.0),
+    splits: int = typer.Option(3, help="robustness splits per checkpoint (0: skip)"),
+    by: str = typer.Option("source", help="count an edge's change toward its source or target layer"),
+    device: str = typer.Option("cpu"),
+    seed: int = typer.Option(0),
+    out: Optional[Path] = typer.Option(None, help="default runs/track/<model>-<task>-<method>"),
+) -> None:
+    """Fine-tune, discover the circuit at every checkpoint, and compare them (resumable)."""
+    from .discover import DiscoverConfig
+    from .track import TrackConfig, track
+
+    if by not in ("source", "target"):
+        raise InterpError(f"--by must be 'source' or 'target', got {by!r}")
+    out = out or Path("runs/track") / f"{Path(model).name}-{task}-{method}"
+    dcfg = DiscoverConfig(method=attribution, metric=metric, n=n, top_percent=top_percent, curve=(), device=device,
+                          seed=seed)
+    cfg = TrackConfig(model=model, task=task, method=method, steps=steps, checkpoint_every=checkpoint_every, lr=lr,
+                      lora_r=lora_r, seed=seed, splits=splits, by=by, discover=dcfg, out=str(out))
+    summary = track(cfg)
+    table = Table(title=f"{model} · {task} · {method} fine-tuning: circuits at checkpoints")
+    for col in ("step", "accuracy", "faithfulness", "nodes", "edges", "node J vs prev", "edge J vs prev",
+                "node J vs base", "edge J vs base", "robustness edge J"):
+        table.add_column(col)
+    prev = {c["to"]: c for c in summary["consecutive"]}
+    base = {c["step"]: c for c in summary["vs_base"]}
+    for r in summary["checkpoints"]:
+        p, b = prev.get(r["step"]), base.get(r["step"])
+        table.add_row(str(r["step"]), f"{100 * r['accuracy']:.1f}", _pct(r["faithfulness"]), str(r["nodes"]),
+                      str(r["edges"]), f"{p['node_jaccard']:.2f}" if p else "", f"{p['edge_jaccard']:.2f}" if p else "",
+                      f"{b['node_jaccard']:.2f}" if b else "", f"{b['edge_jaccard']:.2f}" if b else "",
+                      f"{r['robustness_edge_jaccard']:.2f}" if r["robustness_edge_jaccard"] is not None else "")
+    console.print(table)
+    console.print(f"written: {out / 'track.json'} and {out / 'circuits'}/step-N/")
+
+
+def _circuit_paths(paths: list[Path]) -> list[Path]:
+    """Circuit files; a track directory stands for its checkpoints' circuits in step order."""
+    found = []
+    for p in paths:
+        if (p / "circuits").is_dir():
+            steps = sorted((p / "circuits").glob("step-*/circuit.json"), key=lambda q: int(q.parent.name[5:]))
+            found += steps
+        else:
+            found.append(p / "circuit.json" if p.is_dir() else p)
+    return found
+
+
+@app.command("compare")
+def compare_cmd(
+    paths: list[Path] = typer.Argument(..., help="circuit files or directories (A B ...), or a track directory"),
+    by: str = typer.Option("source", help="count each edge's change toward its source or target layer"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full comparison here"),
+) -> None:
+    """Compare circuits in order: nodes added/removed, edge flips, Jaccard, per-layer edge change."""
+    from .circuit import Circuit
+    from .compare import compare
+
+    files = _circuit_paths(paths)
+    if len(files) < 2:
+        raise InterpError("compare needs at least two circuits (A B, or a track directory)")
+    circuits = [Circuit.load(f) for f in files]
+    results = [{"from": str(a), "to": str(b), **compare(x, y, by)}
+               for a, b, x, y in zip(files, files[1:], circuits, circuits[1:])]
+    n_layers = circuits[0].graph.n_layers
+    table = Table(title=f"circuit changes (edge change summed by {by} layer)")
+    for col in ("from → to", "nodes +/-", "edges +/-", "node J", "edge J", "total change") + tuple(
+            f"L{l}" for l in range(n_layers + 1)):
+        table.add_column(col)
+    for r in results:
+        table.add_row(f"{r['from']} → {r['to']}", f"+{len(r['nodes_added'])}/-{len(r['nodes_removed'])}",
+                      f"+{len(r['edges_added'])}/-{len(r['edges_removed'])}", f"{r['node_jaccard']:.2f}",
+                      f"{r['edge_jaccard']:.2f}", f"{r['total_change']:.3g}",
+                      *[f"{r['layer_change'][l]:.3g}" for l in range(n_layers + 1)])
+    console.print(table)
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=1))
+        console.print(f"written: {json_out}")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="circuits")

@@ -1,0 +1,98 @@
+"""`track`: fine-tune with the workbench's loop, then discover the circuit at the base model (step 0) and at
+every checkpoint (a LoRA adapter is merged into the base weights first), and compare them.
+
+Layout of `out/`: `finetune/` (the fine-tuning run, resumable), `circuits/step-N/circuit.{json,html}`, and
+`track.json` (per checkpoint: accuracy, faithfulness, node and edge counts, robustness over disjoint splits;
+comparisons of consecutive checkpoints and of each checkpoint with the base). A checkpoint whose circuit
+file exists is not recomputed, so an interrupted track resumes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from interp.errors import InterpError
+
+from .circuit import Circuit
+from .compare import compare, robustness
+from .discover import DiscoverConfig, discover, split_circuits, write_circuit
+
+
+@dataclass
+class TrackConfig:
+    model: str = "pythia-mini"
+    task: str = "add_sub"
+    method: str = "full"  # fine-tuning: full or lora
+    steps: int = 400
+    checkpoint_every: int = 100
+    lr: float | None = None
+    lora_r: int = 8
+    seed: int = 0
+    splits: int = 3  # disjoint splits for robustness; 0 to skip
+    by: str = "source"  # layer of an edge's change: its source or target node
+    discover: DiscoverConfig = field(default_factory=lambda: DiscoverConfig(curve=()))
+    out: str = "runs/track"
+
+
+def checkpoints(run: Path) -> list[tuple[int, Path | None]]:
+    """(step, directory) for the base model (None) and every saved checkpoint, in step order."""
+    found = [(int(p.name.split("-")[1]), p) for p in (run / "checkpoints").glob("step-*") if p.name[5:].isdigit()]
+    return [(0, None)] + sorted(found)
+
+
+def load_at(model: str, checkpoint: Path | None, method: str, device: str = "cpu"):
+    """The model at a checkpoint (LoRA merged), with the hooks edge attribution reads."""
+    from interp.loading import load_model, make_bridge
+
+    loaded = load_model(model, bridge=False, device=device)
+    if checkpoint is not None:
+        if method == "lora":
+            from peft import PeftModel
+
+            loaded.model = PeftModel.from_pretrained(loaded.model, checkpoint).merge_and_unload()
+        else:
+            loaded.model = type(loaded.model).from_pretrained(checkpoint).to(device).eval()
+    loaded.bridge = make_bridge(loaded, hooks_for_edges=True, device=device)
+    return loaded
+
+
+def track(cfg: TrackConfig, show_progress: bool = True) -> dict:
+    from interp.finetune import FinetuneConfig, finetune
+
+    if cfg.splits == 1:
+        raise InterpError("--splits must be 0 (skip robustness) or >= 2")
+    dcfg = replace(cfg.discover, model=cfg.model, task=cfg.task)
+    dcfg.validate()
+    out = Path(cfg.out)
+    ft = FinetuneConfig(model=cfg.model, task=cfg.task, method=cfg.method, steps=cfg.steps, lr=cfg.lr,
+                        lora_r=cfg.lora_r, checkpoint_every=cfg.checkpoint_every, eval_every=cfg.checkpoint_every,
+                        seed=cfg.seed, out=str(out / "finetune"))
+    finetune(ft)
+    rows, circuits = [], []
+    for step, ckpt in tqdm(checkpoints(out / "finetune"), desc="circuits at checkpoints", disable=not show_progress):
+        path = out / "circuits" / f"step-{step}" / "circuit.json"
+        if path.exists():
+            circuit = Circuit.load(path)
+        else:
+            loaded = load_at(cfg.model, ckpt, cfg.method, dcfg.device)
+            circuit = discover(dcfg, loaded).circuit
+            circuit.info.update(step=step, finetune_method=cfg.method)
+            if cfg.splits:
+                circuit.info["robustness"] = robustness(split_circuits(dcfg, cfg.splits, loaded))
+            write_circuit(circuit, path.parent)
+        ev = circuit.info["evaluation"]
+        rows.append({"step": step, "accuracy": ev["accuracy_full_model"], "faithfulness": ev["faithfulness"],
+                     "logit_diff_recovered": ev["logit_diff_recovered"], "circuit_accuracy": ev["accuracy"],
+                     "nodes": len(circuit.node_names), "edges": len(circuit.edge_names),
+                     "robustness_edge_jaccard": circuit.info.get("robustness", {}).get("edge_jaccard")})
+        circuits.append(circuit)
+    summary = {"config": asdict(cfg), "checkpoints": rows,
+               "consecutive": [{"from": a["step"], "to": b["step"], **compare(x, y, cfg.by)}
+                               for a, b, x, y in zip(rows, rows[1:], circuits, circuits[1:])],
+               "vs_base": [{"step": r["step"], **compare(circuits[0], c, cfg.by)} for r, c in zip(rows[1:], circuits[1:])]}
+    (out / "track.json").write_text(json.dumps(summary, indent=1))
+    return summary

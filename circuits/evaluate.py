@@ -32,7 +32,7 @@ def evaluate_masks(bridge, layout: Layout, batches: list[TaskBatch], masks: list
         corrupted, corrupted_out = node_outputs(bridge, layout, batch.corrupted)
         clean, corrupted = clean[:, -1], corrupted[:, -1]
         alt = alternative(corrupted, batch.labels)
-        full["B"] += kl(clean, corrupted).sum().item()  # KL(clean || corrupted)
+        full["B"] += kl(corrupted, clean).sum().item()  # KL(clean || corrupted)
         full["ld_clean"] += logit_diff(clean, batch.labels, alt).sum().item()
         full["ld_corrupted"] += logit_diff(corrupted, batch.labels, alt).sum().item()
         full["correct_clean"] += (clean.argmax(-1) == batch.labels).sum().item()

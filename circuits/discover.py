@@ -53,6 +53,10 @@ class DiscoverConfig:
         self.attribution().validate()
         if sum(x is not None for x in (self.top_n, self.threshold)) > 1:
             raise InterpError("give at most one of --top-n and --threshold")
+        if self.top_percent is not None and not 0 < self.top_percent <= 100:
+            raise InterpError(f"--top-percent must be in (0, 100], got {self.top_percent}")
+        if self.top_n is not None and self.top_n < 1:
+            raise InterpError(f"--top-n must be >= 1, got {self.top_n}")
         if any(not 0 < p <= 100 for p in self.curve):
             raise InterpError("curve shares must be percentages in (0, 100]")
 

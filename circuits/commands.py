@@ -160,7 +160,8 @@ def compare_cmd(
     if len(files) < 2:
         raise InterpError("compare needs at least two circuits (A B, or a track directory)")
     circuits = [Circuit.load(f) for f in files]
-    results = [{"from": str(a), "to": str(b), **compare(x, y, by)}
+    label = lambda f: f.parent.name if f.name == "circuit.json" else f.stem  # step-N for a track's circuits
+    results = [{"from": label(a), "to": label(b), "from_path": str(a), "to_path": str(b), **compare(x, y, by)}
                for a, b, x, y in zip(files, files[1:], circuits, circuits[1:])]
     n_layers = circuits[0].graph.n_layers
     table = Table(title=f"circuit changes (edge change summed by {by} layer)")

@@ -19,7 +19,7 @@ app = typer.Typer(help="Circuits: EAP / EAP-IG edge attribution, evaluation, che
 
 def _discover_config(model, task, method, metric, steps, n, n_eval, batch_size, top_percent, top_n, threshold,
                      curve, device, seed):
-    from .discover import CURVE, DiscoverConfig
+    from .discovery import CURVE, DiscoverConfig
 
     return DiscoverConfig(model=model, task=task, method=method, metric=metric, steps=steps, n=n, n_eval=n_eval,
                           batch_size=batch_size, top_percent=top_percent, top_n=top_n, threshold=threshold,
@@ -52,8 +52,8 @@ def discover_cmd(
     """Discover a task's circuit; write circuit.json and circuit.html; report faithfulness."""
     from interp.loading import load_model
 
-    from .compare import robustness
-    from .discover import discover, split_circuits, write_circuit
+    from .comparison import robustness
+    from .discovery import discover, split_circuits, write_circuit
 
     cfg = _discover_config(model, task, method, metric, steps, n, n_eval, batch_size, top_percent, top_n,
                            threshold, curve, device, seed)
@@ -107,8 +107,8 @@ def track_cmd(
     out: Optional[Path] = typer.Option(None, help="default runs/track/<model>-<task>-<method>"),
 ) -> None:
     """Fine-tune, discover the circuit at every checkpoint, and compare them (resumable)."""
-    from .discover import DiscoverConfig
-    from .track import TrackConfig, track
+    from .discovery import DiscoverConfig
+    from .tracking import TrackConfig, track
 
     if by not in ("source", "target"):
         raise InterpError(f"--by must be 'source' or 'target', got {by!r}")
@@ -154,7 +154,7 @@ def compare_cmd(
 ) -> None:
     """Compare circuits in order: nodes added/removed, edge flips, Jaccard, per-layer edge change."""
     from .circuit import Circuit
-    from .compare import compare
+    from .comparison import compare
 
     files = _circuit_paths(paths)
     if len(files) < 2:

@@ -174,6 +174,8 @@ def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True) -> FinetuneR
             if ckpt.exists():
                 shutil.rmtree(ckpt)
             model.save_pretrained(ckpt)
+            if cfg.method == "full":
+                tok.save_pretrained(ckpt)  # a full checkpoint is then a model directory any command loads
             save_checkpoint(out / "state.pt", model, opt, done)
             (out / "history.json").write_text(json.dumps(history, indent=2))
     model.eval()

@@ -39,7 +39,7 @@ def peak_rss():
 
 def child(key: str, inp: str, out: str) -> None:
     """One of our runs, in a fresh process."""
-    from circuits.attribute import AttributionConfig, attribute
+    from circuits.attribution import AttributionConfig, attribute
     from circuits.data import TaskBatch
     from circuits.graph import Graph
     from circuits.layout import Layout

@@ -5,7 +5,7 @@ EAP-IG ranks edges like their true one-at-a-time patching effects; faithfulness 
 import pytest
 import torch
 
-from circuits.attribute import AttributionConfig, attribute
+from circuits.attribution import AttributionConfig, attribute
 from circuits.data import alternative, kl, logit_diff, task_batches
 from circuits.evaluate import evaluate_masks
 from circuits.graph import Graph

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from circuits.circuit import Circuit, prune, select
-from circuits.compare import compare, edge_change, jaccard, layer_change, robustness
+from circuits.comparison import compare, edge_change, jaccard, layer_change, robustness
 from circuits.graph import Graph
 from interp.errors import InterpError
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from interp.errors import InterpError
 from interp.tasks import get_task
 
-from .attribute import AttributionConfig, attribute
+from .attribution import AttributionConfig, attribute
 from .circuit import Circuit
 from .data import task_batches
 from .evaluate import evaluate_masks

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from interp.errors import InterpError
 
 from .circuit import Circuit
-from .compare import compare, robustness
-from .discover import DiscoverConfig, discover, split_circuits, write_circuit
+from .comparison import compare, robustness
+from .discovery import DiscoverConfig, discover, split_circuits, write_circuit
 
 
 @dataclass

@@ -21,6 +21,12 @@ def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
 
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Rank correlation of two score vectors (ties broken by position; scores are continuous)."""
+    ra, rb = a.argsort().argsort().float(), b.argsort().argsort().float()
+    return torch.corrcoef(torch.stack([ra, rb]))[0, 1].item()
+
+
 def edge_change(before: Circuit, after: Circuit) -> torch.Tensor:
     check_same_graph(before, after)
     both = before.in_graph & after.in_graph

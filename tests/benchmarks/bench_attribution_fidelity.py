@@ -16,16 +16,12 @@ from pathlib import Path
 import torch
 
 from circuits.attribution import AttributionConfig, attribute
+from circuits.comparison import spearman
 from circuits.data import alternative, kl, logit_diff, task_batches
 from circuits.graph import Graph
 from circuits.layout import Layout
 from circuits.runs import node_outputs, patched_logits
 from interp.loading import load_model
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    ra, rb = a.argsort().argsort().float(), b.argsort().argsort().float()
-    return torch.corrcoef(torch.stack([ra, rb]))[0, 1].item()
 
 
 @torch.no_grad()

@@ -68,11 +68,6 @@ def child(key: str, inp: str, out: str) -> None:
                                      "scores": dict(zip(spec["edges"], scores.tolist()))}))
 
 
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    ra, rb = a.argsort().argsort().float(), b.argsort().argsort().float()
-    return torch.corrcoef(torch.stack([ra, rb]))[0, 1].item()
-
-
 def top_jaccard(a: torch.Tensor, b: torch.Tensor, share: float = 0.05) -> float:
     k = max(1, round(len(a) * share))
     sa, sb = set(a.abs().topk(k).indices.tolist()), set(b.abs().topk(k).indices.tolist())
@@ -125,6 +120,8 @@ def main() -> None:
         part = args.out / f"ours-{key}.json"
         subprocess.run([sys.executable, __file__, "--child", key, str(inp), str(part)], check=True)
         ours[key] = json.loads(part.read_text())
+    from circuits.comparison import spearman
+
     edges = torch.load(inp, weights_only=False)["edges"]
     rows = []
     for key, label in (("eap", "EAP"), ("eap_ig", "EAP-IG"), ("eap_ig_kl", "EAP-IG, KL (ours only)")):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from circuits.attribution import AttributionConfig, attribute
+from circuits.comparison import spearman
 from circuits.data import alternative, kl, logit_diff, task_batches
 from circuits.evaluate import evaluate_masks
 from circuits.graph import Graph
@@ -33,11 +34,6 @@ def runs(edge_model, batch):
     clean_logits, clean_out = node_outputs(m.bridge, layout, batch.clean)
     corrupted_logits, corrupted_out = node_outputs(m.bridge, layout, batch.corrupted)
     return clean_logits, clean_out, corrupted_logits, corrupted_out
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    ra, rb = a.argsort().argsort().float(), b.argsort().argsort().float()
-    return torch.corrcoef(torch.stack([ra, rb]))[0, 1].item()
 
 
 def check_patch_extremes(bridge, layout, batch):
@@ -162,3 +158,19 @@ def test_sequential_blocks(tmp_path):
     edges = list(range(len(scores)))
     torch.testing.assert_close(scores, direct_scores(m.bridge, layout, batch, runs_, edges, "logit_diff", False),
                                atol=1e-6, rtol=1e-4)
+
+
+def test_diffusion_model_answers_at_an_appended_mask():
+    """mdlm-mini: prompts get a `<mask>` where the answer goes; patching and EAP hold there too."""
+    from interp.loading import load_model
+
+    m = load_model("mdlm-mini", hooks_for_edges=True)
+    layout = Layout(Graph.from_model(m.model))
+    batch = task_batches(m.tokenizer, "add_sub", n=8, batch_size=8, diffusion=True)[0]
+    assert (batch.clean[:, -1] == m.tokenizer.mask_token_id).all()
+    check_patch_extremes(m.bridge, layout, batch)
+    runs_ = (*node_outputs(m.bridge, layout, batch.clean), *node_outputs(m.bridge, layout, batch.corrupted))
+    scores = attribute(m.bridge, layout, [batch], AttributionConfig(method="eap", metric="kl"))
+    sample = scores.abs().argsort(descending=True)[:10].tolist()
+    torch.testing.assert_close(scores[sample], direct_scores(m.bridge, layout, batch, runs_, sample, "kl", True),
+                               atol=1e-5, rtol=1e-4)

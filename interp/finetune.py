@@ -33,7 +33,7 @@ GPT_NEOX_LINEARS = ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"
 class FinetuneConfig:
     model: str = "pythia-mini"
     task: str = "add_sub"
-    method: str = "full"  # "full" or "lora"
+    method: str = "full"  # "full", "lora" or "adalora"
     steps: int = 400
     batch_size: int = 64
     lr: float | None = None  # default: 5e-4 full, 4e-3 LoRA
@@ -41,6 +41,11 @@ class FinetuneConfig:
     lora_r: int = 8
     lora_alpha: int | None = None  # default 2r
     target_modules: list[str] = field(default_factory=lambda: list(GPT_NEOX_LINEARS))
+    # per-module ranks and alphas (PEFT patterns: module name -> value); CircuitLoRA fills these
+    rank_pattern: dict[str, int] = field(default_factory=dict)
+    alpha_pattern: dict[str, int] = field(default_factory=dict)
+    lr_critical: float | None = None  # a learning rate for the modules named in rank_pattern's critical layers
+    critical_modules: list[str] = field(default_factory=list)
     n_train: int = 4000  # at most; small splits give all they have
     n_eval: int = 200
     eval_every: int = 100
@@ -53,9 +58,9 @@ class FinetuneConfig:
         from .tasks import get_task
 
         get_task(self.task)
-        if self.method not in ("full", "lora"):
-            raise InterpError(f"unknown fine-tuning method {self.method!r}; valid: full, lora")
-        if self.method == "lora" and self.lora_r < 1:
+        if self.method not in ("full", "lora", "adalora"):
+            raise InterpError(f"unknown fine-tuning method {self.method!r}; valid: full, lora, adalora")
+        if self.method != "full" and min([self.lora_r, *self.rank_pattern.values()]) < 1:
             raise InterpError(f"LoRA rank must be >= 1, got {self.lora_r}")
         if self.steps < 1 or self.batch_size < 1:
             raise InterpError("steps and batch size must be >= 1")
@@ -74,18 +79,39 @@ class FinetuneResult:
     out: Path | None = None
 
 
+def peft_config(cfg: FinetuneConfig):
+    """LoRA (with any rank/alpha patterns) or AdaLoRA, whose final budget is rank `lora_r` (starting at 1.5x)."""
+    from peft import AdaLoraConfig, LoraConfig
+
+    alpha = cfg.lora_alpha or 2 * cfg.lora_r
+    if cfg.method == "adalora":
+        return AdaLoraConfig(init_r=max(cfg.lora_r + 1, round(1.5 * cfg.lora_r)), target_r=cfg.lora_r, lora_alpha=alpha,
+                             target_modules=cfg.target_modules, lora_dropout=0.0, total_step=cfg.steps,
+                             tinit=cfg.steps // 10, tfinal=cfg.steps // 5, deltaT=max(1, cfg.steps // 40))
+    return LoraConfig(r=cfg.lora_r, lora_alpha=alpha, target_modules=cfg.target_modules, lora_dropout=0.0,
+                      bias="none", rank_pattern=dict(cfg.rank_pattern), alpha_pattern=dict(cfg.alpha_pattern))
+
+
 def prepare_model(model, cfg: FinetuneConfig):
-    """Wrap `model` for the chosen method: LoRA adapters via PEFT, or all parameters trainable."""
+    """Wrap `model` for the chosen method: LoRA / AdaLoRA adapters via PEFT, or all parameters trainable."""
     cfg.validate()
     if cfg.method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
         return model
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
-    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
-                      target_modules=cfg.target_modules, lora_dropout=0.0, bias="none")
-    return get_peft_model(model, lcfg)
+    return get_peft_model(model, peft_config(cfg))
+
+
+def param_groups(model, cfg: FinetuneConfig) -> list[dict]:
+    """One group, or two when critical modules get their own learning rate (`lr_scale` keeps the schedule)."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if cfg.lr_critical is None or not cfg.critical_modules:
+        return [{"params": [p for _, p in params], "lr_scale": 1.0}]
+    critical = lambda n: any(f"{m}." in n for m in cfg.critical_modules)
+    return [{"params": [p for n, p in params if not critical(n)], "lr_scale": 1.0},
+            {"params": [p for n, p in params if critical(n)], "lr_scale": cfg.lr_critical / cfg.learning_rate()}]
 
 
 def lr_at(cfg: FinetuneConfig, step: int) -> float:
@@ -139,8 +165,9 @@ def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True) -> FinetuneR
     torch.manual_seed(cfg.seed)
     acc_before = accuracy(loaded.model, tok, test, diffusion)
     model = prepare_model(loaded.model, cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate(), weight_decay=cfg.weight_decay)
+    groups = param_groups(model, cfg)
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=cfg.learning_rate(), weight_decay=cfg.weight_decay)
     out = Path(cfg.out) if cfg.out else None
     start, history = 0, []
     if out and resume and (out / "state.pt").exists():
@@ -157,12 +184,14 @@ def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True) -> FinetuneR
     for step in bar:
         model.train()
         for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, step)
+            group["lr"] = lr_at(cfg, step) * group["lr_scale"]
         idx = batch_indices(len(train), cfg.batch_size, cfg.seed, step)
         loss = answer_loss(model, inputs[idx], targets[idx], diffusion)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if cfg.method == "adalora":
+            model.base_model.update_and_allocate(step)  # AdaLoRA's rank budget, after the step, before zero_grad
         opt.zero_grad(set_to_none=True)
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.steps:

@@ -50,8 +50,9 @@ class CircuitLoRAConfig:
             raise InterpError("ranks must be >= 1")
         if self.count_by not in ("source", "target"):
             raise InterpError(f"--count-by must be 'source' or 'target', got {self.count_by!r}")
-        if not (self.critical_layers.startswith("topk:") or self.critical_layers == "mean+std"):
-            raise InterpError(f"unknown critical-layer rule {self.critical_layers!r}; valid: topk:N, mean+std")
+        rule = self.critical_layers
+        if not (rule == "mean+std" or (rule.startswith("topk:") and rule[5:].isdigit() and int(rule[5:]) >= 1)):
+            raise InterpError(f"critical-layer rule {rule!r} selects nothing; valid: topk:N with N >= 1, mean+std")
         if unknown := set(self.methods) - set(METHODS):
             raise InterpError(f"unknown method(s) {', '.join(sorted(unknown))}; valid: {', '.join(METHODS)}")
         if self.probe_steps < 1 or self.epochs <= 0:
@@ -137,3 +138,51 @@ def circuit_lora(cfg: CircuitLoRAConfig = CircuitLoRAConfig(), show_progress: bo
                                "circuit_lora": f"{r_o}/{r_c}", "full": "-"}[method]})
     (out / "results.json").write_text(json.dumps({"allocation": alloc.to_dict(), "rows": rows}, indent=1))
     return CircuitLoRAResult(alloc, rows, out)
+
+
+def experiment(base: CircuitLoRAConfig, tasks: list[str], seeds: int, out: str | Path) -> dict:
+    """Every task x method x seed (seeds 0..seeds-1), each a `circuit_lora` run in `out/<task>/s<seed>/`, so an
+    interrupted experiment resumes; then `summarize`."""
+    from dataclasses import replace
+
+    if seeds < 1 or not tasks:
+        raise InterpError("the experiment needs at least one task and one seed")
+    for seed in range(seeds):  # seed by seed, so a stopped experiment has whole tables for the seeds it finished
+        for task in tasks:
+            circuit_lora(replace(base, task=task, seed=seed, out=str(Path(out) / task / f"s{seed}")))
+    return summarize(out, tasks, base)
+
+
+def summarize(out: str | Path, tasks: list[str], base: CircuitLoRAConfig | None = None) -> dict:
+    """Mean +- std test accuracy per task and method over the finished seeds, the mean over tasks, parameter
+    shares; written as experiment.json and experiment.md."""
+    from statistics import mean, pstdev
+
+    out = Path(out)
+    acc: dict[str, dict[str, list[float]]] = {}
+    share: dict[str, float] = {}
+    for task in tasks:
+        for path in sorted((out / task).glob("s*/results.json")):
+            for row in json.loads(path.read_text())["rows"]:
+                acc.setdefault(row["method"], {t: [] for t in tasks})[task].append(100 * row["accuracy"])
+                share[row["method"]] = row["share"]
+    done = lambda per: [t for t in tasks if per[t]]
+    summary = {m: {"tasks": {t: {"mean": mean(v), "std": pstdev(v), "runs": v} for t, v in per.items() if v},
+                   "mean": mean(mean(per[t]) for t in done(per)), "share": share[m]} for m, per in acc.items()}
+    cell = lambda s, t: f"{s['tasks'][t]['mean']:.1f} ± {s['tasks'][t]['std']:.1f}" if t in s["tasks"] else "–"
+    lines = ["| method | " + " | ".join(tasks) + " | mean | trainable share |", "|---|" + "---|" * (len(tasks) + 2)]
+    for m, s in summary.items():
+        lines.append(f"| {m} | " + " | ".join(cell(s, t) for t in tasks) + f" | {s['mean']:.1f} | {100 * s['share']:.2f}% |")
+    lines.append("")
+    seeds = {m: {t: len(v) for t, v in per.items()} for m, per in acc.items()}
+    lines.append("seeds per task: " + ", ".join(f"{t} {seeds.get('circuit_lora', {}).get(t, 0)}" for t in tasks))
+    if "circuit_lora" in summary:
+        for other in ("lora", "adalora"):
+            if other in summary:
+                lines.append(f"CircuitLoRA - {other}: {summary['circuit_lora']['mean'] - summary[other]['mean']:+.2f} points")
+    table = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "experiment.json").write_text(json.dumps({"config": asdict(base) if base else None, "tasks": tasks,
+                                                     "seeds": seeds, "summary": summary}, indent=1))
+    (out / "experiment.md").write_text(table)
+    return {"summary": summary, "markdown": table}

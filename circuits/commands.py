@@ -198,6 +198,7 @@ def circuit_lora_cmd(
     epochs: float = typer.Option(5.0, help="training epochs over the task's train examples (batch 64)"),
     lr: Optional[float] = typer.Option(None, help="learning rate (default 4e-3 LoRA, 5e-4 full)"),
     lr_critical: Optional[float] = typer.Option(None, help="a learning rate for the critical layers' adapters"),
+    n_circuit: int = typer.Option(200, help="attribution prompts per circuit"),
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="default runs/circuit-lora/<model>-<task>-s<seed>"),
     resume: bool = typer.Option(True, help="reuse finished circuits and runs, continue interrupted ones"),
@@ -213,7 +214,7 @@ def circuit_lora_cmd(
     cfg = CircuitLoRAConfig(model=model, task=task, r_other=r_other, r_critical=r_critical,
                             critical_layers=critical_layers, count_by=count_by, match_params=match_params,
                             uniform_r=uniform_r, probe_steps=probe_steps, epochs=epochs, lr=lr,
-                            lr_critical=lr_critical, seed=seed, out=str(out))
+                            lr_critical=lr_critical, n_circuit=n_circuit, seed=seed, out=str(out))
     cfg.validate()
     if not resume and out.exists():
         shutil.rmtree(out)
@@ -234,6 +235,32 @@ def circuit_lora_cmd(
                       f"{100 * r['accuracy']:.1f}")
     console.print(table)
     console.print(f"written: {result.out / 'results.json'}, {result.out / 'allocation.json'}")
+
+
+@lora_app.command("experiment")
+def circuit_lora_experiment_cmd(
+    ctx: typer.Context,
+    tasks: str = typer.Option("all", help="comma-separated tasks, or all"),
+    seeds: int = typer.Option(3, help="seeds 0..N-1 per task"),
+    out: Path = typer.Option(Path("runs/circuit-lora-experiment")),
+) -> None:
+    """Every task x method x seed with the options given before `experiment`; a mean +- std table."""
+    from dataclasses import replace
+
+    from interp.tasks import TASKS
+
+    from .circuit_lora import CircuitLoRAConfig, experiment
+
+    parent = ctx.parent.params
+    names = list(TASKS) if tasks == "all" else [t.strip() for t in tasks.split(",") if t.strip()]
+    base = CircuitLoRAConfig(**{k: parent[k] for k in (
+        "model", "r_other", "r_critical", "critical_layers", "count_by", "match_params", "uniform_r", "probe_steps",
+        "epochs", "lr", "lr_critical", "n_circuit")})
+    for t in names:
+        replace(base, task=t).validate()
+    result = experiment(base, names, seeds, out)
+    console.print(result["markdown"])
+    console.print(f"written: {out / 'experiment.json'} and {out / 'experiment.md'}")
 
 
 def register(root: typer.Typer) -> None:

@@ -89,3 +89,38 @@ def test_track_full_and_lora(tmp_path):
         assert (out / "circuits/step-20/circuit.json").stat().st_mtime == before
     r = run("circuits", "compare", str(tmp_path / "lora"))
     assert r.returncode == 0 and "step-40" in r.stdout
+
+
+def test_circuit_lora_end_to_end(tmp_path):
+    """A tiny run: both circuits, the probe, the allocation, four trained methods, loadable adapters, a table."""
+    from peft import PeftModel
+
+    from interp.loading import load_model
+
+    out = tmp_path / "cl"
+    r = run("circuit-lora", "--probe-steps", "10", "--epochs", "0.2", "--n-circuit", "40", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    for method in ("lora", "adalora", "circuit_lora", "full"):
+        assert method in r.stdout
+    res = json.loads((out / "results.json").read_text())
+    rows = {row["method"]: row for row in res["rows"]}
+    assert rows["lora"]["trainable"] == rows["lora"]["formula"] == 16 * 128 * 8 * 4
+    assert rows["circuit_lora"]["trainable"] == rows["circuit_lora"]["formula"] < rows["lora"]["trainable"]
+    assert len(res["allocation"]["critical_layers"]) == 1
+    for method in ("lora", "adalora", "circuit_lora"):
+        ckpt = sorted((out / method / "checkpoints").glob("step-*"))[-1]
+        PeftModel.from_pretrained(load_model("pythia-mini", bridge=False).model, ckpt)
+    assert (out / "circuits/before.json").exists() and (out / "circuits/after.json").exists()
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--task", "nope"], "unknown task"),
+    (["--r-other", "0"], "ranks must be >= 1"),
+    (["--critical-layers", "topk:0"], "selects nothing"),
+    (["--count-by", "middle"], "--count-by must be"),
+])
+def test_circuit_lora_bad_input(args, msg, tmp_path):
+    r = run("circuit-lora", *args, "--out", str(tmp_path / "x"))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and msg in lines[0], r.stderr
+    assert not (tmp_path / "x").exists()

@@ -139,3 +139,18 @@ class Circuit:
             return cls.from_dict(json.loads(path.read_text()))
         except json.JSONDecodeError as e:
             raise InterpError(f"{path} is not valid JSON: {e}") from None
+
+
+def union(a: Circuit, b: Circuit, n_edges: int | None = None, info: dict | None = None) -> Circuit:
+    """Two circuits merged (METHODS.md, compositional tasks): edges in either, the score averaged where both
+    have the edge; cut to the `n_edges` strongest (e.g. the size of a directly discovered circuit), then pruned."""
+    if (a.graph.n_layers, a.graph.n_heads, a.graph.parallel_attn_mlp) != (b.graph.n_layers, b.graph.n_heads,
+                                                                         b.graph.parallel_attn_mlp):
+        raise InterpError("circuits from different graphs cannot be merged")
+    both = a.in_graph & b.in_graph
+    scores = torch.where(a.in_graph, a.scores, 0.0) + torch.where(b.in_graph, b.scores, 0.0)
+    scores = torch.where(both, scores / 2, scores)
+    keep = a.in_graph | b.in_graph
+    if n_edges is not None and n_edges < int(keep.sum()):
+        keep = select(torch.where(keep, scores.abs(), 0.0), top_n=n_edges) & keep
+    return Circuit(a.graph, scores, prune(a.graph, keep), dict(info or {}))

@@ -84,3 +84,18 @@ def test_robustness_and_graph_mismatch():
         compare(a, other)
     with pytest.raises(InterpError):
         robustness([a])
+
+
+def test_union_averages_shared_edges_and_cuts_to_size():
+    from circuits.circuit import union
+
+    a = Circuit.from_scores(G, scores_for({"input->a0.h0<v>": 2.0, "a0.h0->logits": 1.0}), threshold=0.5)
+    b = Circuit.from_scores(G, scores_for({"input->a0.h0<v>": 1.0, "a0.h0->logits": 0.6, "input->m1": 0.9,
+                                           "m1->logits": 0.7}), threshold=0.5)
+    u = union(a, b)
+    s = dict(zip([e.name for e in G.edges], u.scores.tolist()))
+    assert s["input->a0.h0<v>"] == pytest.approx(1.5) and s["a0.h0->logits"] == pytest.approx(0.8)
+    assert s["m1->logits"] == pytest.approx(0.7)
+    assert u.edge_names == a.edge_names | b.edge_names and u.node_names == a.node_names | b.node_names
+    cut = union(a, b, n_edges=3)  # 1.5, 0.9, 0.8 kept; input->m1 then has no way on to the logits
+    assert cut.edge_names == {"input->a0.h0<v>", "a0.h0->logits"}

@@ -83,61 +83,125 @@ def _circuit(path: Path, cfg: CircuitLoRAConfig, checkpoint: Path | None) -> Cir
     return circuit
 
 
-def circuit_lora(cfg: CircuitLoRAConfig = CircuitLoRAConfig(), show_progress: bool = True) -> CircuitLoRAResult:
-    from interp.finetune import FinetuneConfig, finetune, peft_config
+def _finetune_config(cfg: CircuitLoRAConfig, **kw):
+    from interp.finetune import FinetuneConfig
+
+    return FinetuneConfig(model=cfg.model, task=cfg.task, lr=cfg.lr, seed=cfg.seed, n_train=cfg.n_train, **kw)
+
+
+def _probe(cfg: CircuitLoRAConfig, out: Path) -> Path:
+    """The short plain-LoRA run whose merged model gives C_after; its last checkpoint."""
+    from interp.finetune import finetune
+
+    finetune(_finetune_config(cfg, method="lora", lora_r=cfg.uniform_rank(), steps=cfg.probe_steps,
+                              checkpoint_every=cfg.probe_steps, eval_every=cfg.probe_steps, out=str(out / "probe")))
+    return out / "probe" / "checkpoints" / f"step-{cfg.probe_steps}"
+
+
+def _allocate(cfg: CircuitLoRAConfig, before: Circuit, after: Circuit, model, targets: list[str]) -> Allocation:
+    alloc = allocate(before, after, model, targets, cfg.r_other, cfg.r_critical, cfg.critical_layers, cfg.count_by)
+    if cfg.match_params:
+        r_o, r_c = match_params(layer_sizes(model, targets), alloc.critical, cfg.uniform_rank(),
+                                ratio=cfg.r_critical / cfg.r_other)
+        alloc = allocate(before, after, model, targets, r_o, r_c, cfg.critical_layers, cfg.count_by)
+    return alloc
+
+
+def _circuit_lora_run(cfg: CircuitLoRAConfig, alloc: Allocation):
+    """CircuitLoRA's fine-tuning config, checked: PEFT gives every module its intended rank."""
+    from peft import get_peft_model
+
+    from interp.finetune import peft_config
     from interp.loading import load_model
+
+    critical = [n for n, r in alloc.ranks.items() if r == alloc.r_critical and any(f".{l}." in n for l in alloc.critical)]
+    ft = _finetune_config(cfg, method="lora", lora_r=alloc.r_other, rank_pattern=alloc.ranks, alpha_pattern=alloc.alphas,
+                          lr_critical=cfg.lr_critical, critical_modules=critical)
+    check_ranks(get_peft_model(load_model(cfg.model, bridge=False).model, peft_config(ft)), alloc.ranks)
+    return ft
+
+
+def _train(cfg: CircuitLoRAConfig, runs: dict, out: Path, total: int) -> list[dict]:
+    """The same loop, data, steps and seed for every run (`epochs` over the task's train examples, batch 64)."""
+    from interp.finetune import finetune
     from interp.tasks import make_examples
+
+    steps = max(1, math.ceil(cfg.epochs * len(make_examples(cfg.task, "train", cfg.n_train, cfg.seed, at_most=True)) / 64))
+    rows = []
+    for name, (ft, ranks, formula) in runs.items():
+        ft.steps, ft.eval_every, ft.checkpoint_every, ft.out = steps, steps, max(1, steps // 4), str(out / name)
+        result = finetune(ft)
+        trainable = sum(p.numel() for p in result.model.parameters() if p.requires_grad)
+        rows.append({"method": name, "ranks": ranks, "trainable": trainable, "share": trainable / total,
+                     "formula": formula, "accuracy": result.accuracy_after,
+                     "accuracy_before": result.accuracy_before, "steps": steps})
+    return rows
+
+
+def circuit_lora(cfg: CircuitLoRAConfig = CircuitLoRAConfig(), show_progress: bool = True) -> CircuitLoRAResult:
+    from interp.loading import load_model
 
     cfg.validate()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    base = lambda **kw: FinetuneConfig(model=cfg.model, task=cfg.task, lr=cfg.lr, seed=cfg.seed, n_train=cfg.n_train, **kw)
     before = _circuit(out / "circuits" / "before.json", cfg, None)
-    probe = base(method="lora", lora_r=cfg.uniform_rank(), steps=cfg.probe_steps, checkpoint_every=cfg.probe_steps,
-                 eval_every=cfg.probe_steps, out=str(out / "probe"))
-    finetune(probe)
-    after = _circuit(out / "circuits" / "after.json", cfg, out / "probe" / "checkpoints" / f"step-{cfg.probe_steps}")
-
+    after = _circuit(out / "circuits" / "after.json", cfg, _probe(cfg, out))
     model = load_model(cfg.model, bridge=False).model
-    targets = probe.target_modules
-    r_o, r_c = cfg.r_other, cfg.r_critical
-    alloc = allocate(before, after, model, targets, r_o, r_c, cfg.critical_layers, cfg.count_by)
-    sizes = layer_sizes(model, targets)
-    if cfg.match_params:
-        r_o, r_c = match_params(sizes, alloc.critical, cfg.uniform_rank(), ratio=cfg.r_critical / cfg.r_other)
-        alloc = allocate(before, after, model, targets, r_o, r_c, cfg.critical_layers, cfg.count_by)
+    targets = _finetune_config(cfg).target_modules
+    alloc = _allocate(cfg, before, after, model, targets)
     (out / "allocation.json").write_text(json.dumps(alloc.to_dict(), indent=1))
-
-    n_train = len(make_examples(cfg.task, "train", cfg.n_train, cfg.seed, at_most=True))
-    steps = max(1, math.ceil(cfg.epochs * n_train / 64))
-    critical_modules = [n for n, r in alloc.ranks.items() if r == r_c and any(f".{l}." in n for l in alloc.critical)]
+    sizes = layer_sizes(model, targets)
+    r_u = cfg.uniform_rank()
     runs = {
-        "lora": base(method="lora", lora_r=cfg.uniform_rank()),
-        "adalora": base(method="adalora", lora_r=cfg.uniform_rank()),
-        "circuit_lora": base(method="lora", lora_r=r_o, rank_pattern=alloc.ranks, alpha_pattern=alloc.alphas,
-                             lr_critical=cfg.lr_critical, critical_modules=critical_modules),
-        "full": base(method="full"),
+        "lora": (_finetune_config(cfg, method="lora", lora_r=r_u), str(r_u), lora_parameters(sizes, lambda l: r_u)),
+        "adalora": (_finetune_config(cfg, method="adalora", lora_r=r_u), f"{r_u} (budget)", None),
+        "circuit_lora": (_circuit_lora_run(cfg, alloc), f"{alloc.r_other}/{alloc.r_critical}", lora_parameters(
+            sizes, lambda l: alloc.r_critical if l in alloc.critical else alloc.r_other)),
+        "full": (_finetune_config(cfg, method="full"), "-", None),
     }
-    from peft import get_peft_model
-
-    check_ranks(get_peft_model(load_model(cfg.model, bridge=False).model, peft_config(runs["circuit_lora"])), alloc.ranks)
-    total = sum(p.numel() for p in model.parameters())
-    formula = {"lora": lora_parameters(sizes, lambda l: cfg.uniform_rank()),
-               "circuit_lora": lora_parameters(sizes, lambda l: r_c if l in alloc.critical else r_o)}
-    rows = []
-    for method in cfg.methods:
-        ft = runs[method]
-        ft.steps, ft.eval_every, ft.checkpoint_every, ft.out = steps, steps, max(1, steps // 4), str(out / method)
-        result = finetune(ft)
-        trainable = sum(p.numel() for p in result.model.parameters() if p.requires_grad)
-        rows.append({"method": method, "trainable": trainable, "share": trainable / total,
-                     "formula": formula.get(method), "accuracy": result.accuracy_after,
-                     "accuracy_before": result.accuracy_before, "steps": steps,
-                     "ranks": {"lora": cfg.uniform_rank(), "adalora": f"{cfg.uniform_rank()} (budget)",
-                               "circuit_lora": f"{r_o}/{r_c}", "full": "-"}[method]})
+    rows = _train(cfg, {m: runs[m] for m in cfg.methods}, out, sum(p.numel() for p in model.parameters()))
     (out / "results.json").write_text(json.dumps({"allocation": alloc.to_dict(), "rows": rows}, indent=1))
     return CircuitLoRAResult(alloc, rows, out)
+
+
+def compositional(base: CircuitLoRAConfig, out: str | Path) -> dict:
+    """CircuitLoRA on the compositional task with critical layers from the union of the add_sub and mul_div
+    circuits (cut to the size of the directly discovered compositional circuit, before and after the probe)
+    versus from the direct circuit, versus uniform LoRA; one table."""
+    from dataclasses import replace
+
+    from interp.loading import load_model
+
+    from .circuit import union
+    from .comparison import jaccard
+
+    cfg = replace(base, task="compositional", out=str(out))
+    cfg.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    probe = _probe(cfg, out)
+    found = {(t, when): _circuit(out / "circuits" / f"{t}-{when}.json", replace(cfg, task=t), ckpt)
+             for t in ("compositional", "add_sub", "mul_div") for when, ckpt in (("before", None), ("after", probe))}
+    unions = {when: union(found["add_sub", when], found["mul_div", when],
+                          n_edges=int(found["compositional", when].in_graph.sum())) for when in ("before", "after")}
+    model = load_model(cfg.model, bridge=False).model
+    targets = _finetune_config(cfg).target_modules
+    allocs = {"direct": _allocate(cfg, found["compositional", "before"], found["compositional", "after"], model, targets),
+              "union": _allocate(cfg, unions["before"], unions["after"], model, targets)}
+    sizes = layer_sizes(model, targets)
+    r_u = cfg.uniform_rank()
+    runs = {"lora": (_finetune_config(cfg, method="lora", lora_r=r_u), str(r_u), lora_parameters(sizes, lambda l: r_u))}
+    for name, a in allocs.items():
+        runs[f"circuit_lora_{name}"] = (_circuit_lora_run(cfg, a), f"{a.r_other}/{a.r_critical} critical {a.critical}",
+                                        lora_parameters(sizes, lambda l, a=a: a.r_critical if l in a.critical else a.r_other))
+    rows = _train(cfg, runs, out, sum(p.numel() for p in model.parameters()))
+    overlap = {when: {"edge_jaccard": jaccard(unions[when].edge_names, found["compositional", when].edge_names),
+                      "node_jaccard": jaccard(unions[when].node_names, found["compositional", when].node_names)}
+               for when in ("before", "after")}
+    result = {"rows": rows, "allocations": {k: a.to_dict() for k, a in allocs.items()}, "union_vs_direct": overlap}
+    (out / "compositional.json").write_text(json.dumps(result, indent=1))
+    return result
 
 
 def experiment(base: CircuitLoRAConfig, tasks: list[str], seeds: int, out: str | Path) -> dict:

@@ -237,6 +237,16 @@ def circuit_lora_cmd(
     console.print(f"written: {result.out / 'results.json'}, {result.out / 'allocation.json'}")
 
 
+def _lora_base(ctx: typer.Context):
+    """The CircuitLoRA options given before a subcommand (`interp circuit-lora --r-other 8 experiment`)."""
+    from .circuit_lora import CircuitLoRAConfig
+
+    parent = ctx.parent.params
+    return CircuitLoRAConfig(**{k: parent[k] for k in (
+        "model", "r_other", "r_critical", "critical_layers", "count_by", "match_params", "uniform_r", "probe_steps",
+        "epochs", "lr", "lr_critical", "n_circuit", "seed")})
+
+
 @lora_app.command("experiment")
 def circuit_lora_experiment_cmd(
     ctx: typer.Context,
@@ -249,18 +259,35 @@ def circuit_lora_experiment_cmd(
 
     from interp.tasks import TASKS
 
-    from .circuit_lora import CircuitLoRAConfig, experiment
+    from .circuit_lora import experiment
 
-    parent = ctx.parent.params
     names = list(TASKS) if tasks == "all" else [t.strip() for t in tasks.split(",") if t.strip()]
-    base = CircuitLoRAConfig(**{k: parent[k] for k in (
-        "model", "r_other", "r_critical", "critical_layers", "count_by", "match_params", "uniform_r", "probe_steps",
-        "epochs", "lr", "lr_critical", "n_circuit")})
+    base = _lora_base(ctx)
     for t in names:
         replace(base, task=t).validate()
     result = experiment(base, names, seeds, out)
     console.print(result["markdown"])
     console.print(f"written: {out / 'experiment.json'} and {out / 'experiment.md'}")
+
+
+@lora_app.command("compositional")
+def circuit_lora_compositional_cmd(ctx: typer.Context,
+                                   out: Path = typer.Option(Path("runs/circuit-lora-compositional"))) -> None:
+    """CircuitLoRA on the compositional task: critical layers from the add_sub + mul_div circuit union vs from
+    the direct circuit vs uniform LoRA (options as given before `compositional`)."""
+    from .circuit_lora import compositional
+
+    result = compositional(_lora_base(ctx), out)
+    table = Table(title="compositional: test accuracy")
+    for col in ("method", "ranks", "trainable parameters", "test accuracy"):
+        table.add_column(col)
+    for r in result["rows"]:
+        table.add_row(r["method"], r["ranks"], f"{r['trainable']:,}", f"{100 * r['accuracy']:.1f}")
+    console.print(table)
+    for when, o in result["union_vs_direct"].items():
+        console.print(f"union vs direct circuit ({when} the probe): edge Jaccard {o['edge_jaccard']:.2f}, "
+                      f"node Jaccard {o['node_jaccard']:.2f}")
+    console.print(f"written: {out / 'compositional.json'}")
 
 
 def register(root: typer.Typer) -> None:

@@ -124,3 +124,16 @@ def test_circuit_lora_bad_input(args, msg, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and msg in lines[0], r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_circuit_lora_compositional(tmp_path):
+    """Union of the add_sub and mul_div circuits, cut to the direct circuit's size, drives one allocation."""
+    out = tmp_path / "comp"
+    r = run("circuit-lora", "--probe-steps", "5", "--epochs", "0.1", "--n-circuit", "20", "compositional", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "compositional.json").read_text())
+    assert [row["method"] for row in res["rows"]] == ["lora", "circuit_lora_direct", "circuit_lora_union"]
+    assert set(res["allocations"]) == {"direct", "union"}
+    for when in ("before", "after"):
+        direct = json.loads((out / f"circuits/compositional-{when}.json").read_text())["n_edges_kept"]
+        assert 0 <= res["union_vs_direct"][when]["edge_jaccard"] <= 1 and direct > 0

@@ -5,7 +5,7 @@
   and the rest of this run's own output of u. `patch` may be fractional and may carry gradients (that is
   how the tests check EAP against a direct derivative). Patching by difference at v's input means that u's
   contribution along every other edge is untouched, which is what an edge (not a node) intervention is.
-- gradient runs live in `attribute.py`; they use the same sites.
+- gradient runs live in `attribution.py`; they use the same sites.
 """
 
 from __future__ import annotations

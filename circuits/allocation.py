@@ -69,6 +69,7 @@ class Allocation:
     alpha_critical: int
     ranks: dict[str, int] = field(default_factory=dict)  # module name -> intended rank
     alphas: dict[str, int] = field(default_factory=dict)
+    critical_modules: list[str] = field(default_factory=list)
 
     def table(self) -> list[dict]:
         n = max(self.layer_change) if self.layer_change else 0
@@ -95,7 +96,8 @@ def allocate(before: Circuit, after: Circuit, model, target_modules: list[str], 
     modules = adapted_modules(model, target_modules)
     ranks = {n: r_critical if l in critical else r_other for n, l in modules.items()}
     alphas = {n: a_c if l in critical else a_o for n, l in modules.items()}
-    return Allocation(change, critical, rule, count_by, r_other, r_critical, a_o, a_c, ranks, alphas)
+    return Allocation(change, critical, rule, count_by, r_other, r_critical, a_o, a_c, ranks, alphas,
+                      [n for n, l in modules.items() if l in critical])
 
 
 def check_ranks(peft_model, ranks: dict[str, int], adapter: str = "default") -> None:

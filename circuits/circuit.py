@@ -141,12 +141,16 @@ class Circuit:
             raise InterpError(f"{path} is not valid JSON: {e}") from None
 
 
+def check_same_graph(a: Circuit, b: Circuit) -> None:
+    ga, gb = a.graph, b.graph
+    if (ga.n_layers, ga.n_heads, ga.parallel_attn_mlp) != (gb.n_layers, gb.n_heads, gb.parallel_attn_mlp):
+        raise InterpError("the circuits come from models with different graphs; they cannot be combined")
+
+
 def union(a: Circuit, b: Circuit, n_edges: int | None = None, info: dict | None = None) -> Circuit:
     """Two circuits merged (METHODS.md, compositional tasks): edges in either, the score averaged where both
     have the edge; cut to the `n_edges` strongest (e.g. the size of a directly discovered circuit), then pruned."""
-    if (a.graph.n_layers, a.graph.n_heads, a.graph.parallel_attn_mlp) != (b.graph.n_layers, b.graph.n_heads,
-                                                                         b.graph.parallel_attn_mlp):
-        raise InterpError("circuits from different graphs cannot be merged")
+    check_same_graph(a, b)
     both = a.in_graph & b.in_graph
     scores = torch.where(a.in_graph, a.scores, 0.0) + torch.where(b.in_graph, b.scores, 0.0)
     scores = torch.where(both, scores / 2, scores)

@@ -114,9 +114,8 @@ def _circuit_lora_run(cfg: CircuitLoRAConfig, alloc: Allocation):
     from interp.finetune import peft_config
     from interp.loading import load_model
 
-    critical = [n for n, r in alloc.ranks.items() if r == alloc.r_critical and any(f".{l}." in n for l in alloc.critical)]
     ft = _finetune_config(cfg, method="lora", lora_r=alloc.r_other, rank_pattern=alloc.ranks, alpha_pattern=alloc.alphas,
-                          lr_critical=cfg.lr_critical, critical_modules=critical)
+                          lr_critical=cfg.lr_critical, critical_modules=alloc.critical_modules)
     check_ranks(get_peft_model(load_model(cfg.model, bridge=False).model, peft_config(ft)), alloc.ranks)
     return ft
 
@@ -138,7 +137,7 @@ def _train(cfg: CircuitLoRAConfig, runs: dict, out: Path, total: int) -> list[di
     return rows
 
 
-def circuit_lora(cfg: CircuitLoRAConfig = CircuitLoRAConfig(), show_progress: bool = True) -> CircuitLoRAResult:
+def circuit_lora(cfg: CircuitLoRAConfig = CircuitLoRAConfig()) -> CircuitLoRAResult:
     from interp.loading import load_model
 
     cfg.validate()

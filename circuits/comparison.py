@@ -13,7 +13,7 @@ import torch
 
 from interp.errors import InterpError
 
-from .circuit import Circuit
+from .circuit import Circuit, check_same_graph
 from .graph import node_layer
 
 
@@ -46,12 +46,6 @@ def layer_change(before: Circuit, after: Circuit, by: str = "source") -> dict[in
     for e, c in zip(g.edges, edge_change(before, after).tolist()):
         sums[node_layer(e.src if by == "source" else e.dst, g.n_layers)] += c
     return sums
-
-
-def check_same_graph(a: Circuit, b: Circuit) -> None:
-    ga, gb = a.graph, b.graph
-    if (ga.n_layers, ga.n_heads, ga.parallel_attn_mlp) != (gb.n_layers, gb.n_heads, gb.parallel_attn_mlp):
-        raise InterpError("the two circuits come from models with different graphs; they cannot be compared")
 
 
 def compare(before: Circuit, after: Circuit, by: str = "source") -> dict:

@@ -40,13 +40,10 @@ def circuit_lora_cmd(
         return
     import shutil
 
-    from .circuit_lora import CircuitLoRAConfig, circuit_lora
+    from .circuit_lora import circuit_lora
 
     out = out or Path("runs/circuit-lora") / f"{Path(model).name}-{task}-s{seed}"
-    cfg = CircuitLoRAConfig(model=model, task=task, r_other=r_other, r_critical=r_critical,
-                            critical_layers=critical_layers, count_by=count_by, match_params=match_params,
-                            uniform_r=uniform_r, probe_steps=probe_steps, epochs=epochs, lr=lr,
-                            lr_critical=lr_critical, n_circuit=n_circuit, seed=seed, out=str(out))
+    cfg = _config(ctx.params, task=task, out=str(out))
     cfg.validate()
     if not resume and out.exists():
         shutil.rmtree(out)
@@ -69,14 +66,14 @@ def circuit_lora_cmd(
     console.print(f"written: {result.out / 'results.json'}, {result.out / 'allocation.json'}")
 
 
-def _lora_base(ctx: typer.Context):
-    """The CircuitLoRA options given before a subcommand (`interp circuit-lora --r-other 8 experiment`)."""
+def _config(params: dict, **overrides):
+    """A CircuitLoRAConfig from the options of `interp circuit-lora` (subcommands read their parent's:
+    `interp circuit-lora --r-other 8 experiment`)."""
     from .circuit_lora import CircuitLoRAConfig
 
-    parent = ctx.parent.params
-    return CircuitLoRAConfig(**{k: parent[k] for k in (
-        "model", "r_other", "r_critical", "critical_layers", "count_by", "match_params", "uniform_r", "probe_steps",
-        "epochs", "lr", "lr_critical", "n_circuit", "seed")})
+    keys = ("model", "r_other", "r_critical", "critical_layers", "count_by", "match_params", "uniform_r",
+            "probe_steps", "epochs", "lr", "lr_critical", "n_circuit", "seed")
+    return CircuitLoRAConfig(**{k: params[k] for k in keys}, **overrides)
 
 
 @lora_app.command("experiment")
@@ -94,7 +91,7 @@ def circuit_lora_experiment_cmd(
     from .circuit_lora import experiment
 
     names = list(TASKS) if tasks == "all" else [t.strip() for t in tasks.split(",") if t.strip()]
-    base = _lora_base(ctx)
+    base = _config(ctx.parent.params)
     for t in names:
         replace(base, task=t).validate()
     result = experiment(base, names, seeds, out)
@@ -109,7 +106,7 @@ def circuit_lora_compositional_cmd(ctx: typer.Context,
     the direct circuit vs uniform LoRA (options as given before `compositional`)."""
     from .circuit_lora import compositional
 
-    result = compositional(_lora_base(ctx), out)
+    result = compositional(_config(ctx.parent.params), out)
     table = Table(title="compositional: test accuracy")
     for col in ("method", "ranks", "trainable parameters", "test accuracy"):
         table.add_column(col)

@@ -117,7 +117,7 @@ def zoo_train(name: str, out: Optional[Path] = typer.Option(None, help="output d
 
 def _finetune(model: str = typer.Option("pythia-mini", help="zoo name, local HF directory or hub id"),
               task: str = typer.Option("add_sub", help="task name or 'all'"),
-              method: str = typer.Option("full", help="full or lora"),
+              method: str = typer.Option("full", help="full, lora or adalora"),
               steps: int = typer.Option(400), batch_size: int = typer.Option(64),
               lr: Optional[float] = typer.Option(None, help="default 5e-4 (full) or 4e-3 (LoRA)"),
               lora_r: int = typer.Option(8), seed: int = typer.Option(0),

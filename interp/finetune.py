@@ -44,7 +44,7 @@ class FinetuneConfig:
     # per-module ranks and alphas (PEFT patterns: module name -> value); CircuitLoRA fills these
     rank_pattern: dict[str, int] = field(default_factory=dict)
     alpha_pattern: dict[str, int] = field(default_factory=dict)
-    lr_critical: float | None = None  # a learning rate for the modules named in rank_pattern's critical layers
+    lr_critical: float | None = None  # a learning rate for the adapters of `critical_modules`
     critical_modules: list[str] = field(default_factory=list)
     n_train: int = 4000  # at most; small splits give all they have
     n_eval: int = 200
@@ -61,7 +61,7 @@ class FinetuneConfig:
         if self.method not in ("full", "lora", "adalora"):
             raise InterpError(f"unknown fine-tuning method {self.method!r}; valid: full, lora, adalora")
         if self.method != "full" and min([self.lora_r, *self.rank_pattern.values()]) < 1:
-            raise InterpError(f"LoRA rank must be >= 1, got {self.lora_r}")
+            raise InterpError(f"LoRA ranks must be >= 1, got {self.lora_r} and pattern {self.rank_pattern}")
         if self.steps < 1 or self.batch_size < 1:
             raise InterpError("steps and batch size must be >= 1")
 

@@ -60,8 +60,8 @@ class FinetuneConfig:
         get_task(self.task)
         if self.method not in ("full", "lora", "adalora"):
             raise InterpError(f"unknown fine-tuning method {self.method!r}; valid: full, lora, adalora")
-        if self.method != "full" and min([self.lora_r, *self.rank_pattern.values()]) < 1:
-            raise InterpError(f"LoRA ranks must be >= 1, got {self.lora_r} and pattern {self.rank_pattern}")
+        if self.method != "full" and (low := min([self.lora_r, *self.rank_pattern.values()])) < 1:
+            raise InterpError(f"LoRA rank must be >= 1, got {low}")
         if self.steps < 1 or self.batch_size < 1:
             raise InterpError("steps and batch size must be >= 1")
 

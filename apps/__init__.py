@@ -1,1 +1,1 @@
-"""The Gradio workbench app (issue 5/6). Nothing is implemented here yet."""
+"""The Gradio workbench app: feature browser and circuit/edge inspector over a runs directory (`interp app`)."""

@@ -173,7 +173,8 @@ def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True) -> FinetuneR
     if out and resume and (out / "state.pt").exists():
         saved = json.loads((out / "config.json").read_text())
         mine = asdict(cfg)
-        if {k: v for k, v in saved.items() if k != "steps"} != {k: v for k, v in mine.items() if k != "steps"}:
+        same = lambda c: {k: v for k, v in c.items() if k not in ("steps", "out")}  # a moved run still resumes
+        if same(saved) != same(mine):
             raise InterpError(f"{out} holds a different fine-tuning run; pass another --out or --no-resume")
         start = load_checkpoint(out / "state.pt", model, opt)
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []

@@ -3,7 +3,7 @@
 Run directory (written under `<out>.partial`, renamed to `<out>` when complete):
     config.json                 the full SAETrainConfig
     saes/<hook>-k<k>/           one sae-lens SAE each (cfg.json + sae_weights.safetensors, decoder norms
-                                and activation scaling folded in) plus features.json (feature statistics)
+                                and activation scaling folded in) plus features.json(l) (saes/feature_store.py)
     metrics.json                {sae name: metrics}, see saes/evaluate.py
     curves.json                 training curves: per logged step, each SAE's mse, aux, EV, L0, dead, lr
 `<out>.partial/checkpoint/` holds the last checkpoint; `resume=True` continues from it.
@@ -61,6 +61,7 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
     from interp.loading import load_model
 
     from .evaluate import evaluate_saes
+    from .feature_store import write_features
     from .features import feature_stats
     from .trainer import load_checkpoint, make_states, save_checkpoint, train_step
 
@@ -132,7 +133,7 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
                                dead_fraction_training=float((s.since_fired >= cfg.dead_tokens).float().mean()))
         stats = feature_stats(loaded, hook, sae, cfg.dataset, cfg.context_size, cfg.feature_tokens, cfg.seed,
                               cfg.model_batch)
-        (work / "saes" / s.name / "features.json").write_text(json.dumps(stats))
+        write_features(stats, work / "saes" / s.name)
     (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (work / "curves.json").write_text(json.dumps(progress["curves"]))
     shutil.rmtree(work / "checkpoint")

@@ -10,6 +10,7 @@ from sae_lens import SAE
 from interp.errors import InterpError
 from saes import SAETrainConfig, train_sae
 from saes.evaluate import spliced
+from saes.feature_store import FeatureStore
 
 SHORT = dict(tokens=40 * 1024, batch_size=1024, lr=3e-3, eval_tokens=8192, feature_tokens=4096, checkpoint_every=4)
 
@@ -41,9 +42,10 @@ def test_run_directory_is_sae_lens_format(ar_run):
     sae = SAE.load_from_disk(str(run / "saes" / "blocks.2.hook_resid_post-k32"))
     assert sae.cfg.k == 32 and sae.cfg.d_in == 128 and sae.cfg.d_sae == 2048
     assert sae.cfg.metadata.hook_name == "blocks.2.hook_resid_post"
-    feats = json.loads((run / "saes" / "blocks.2.hook_resid_post-k32" / "features.json").read_text())
-    assert len(feats["density"]) == 2048
-    some = next(iter(feats["latents"].values()))
+    store = FeatureStore(run / "saes" / "blocks.2.hook_resid_post-k32")
+    assert len(store.summary["density"]) == 2048 and len(store.table()) == 2048
+    some = store.latent(store.alive.index(True))
+    assert some["max_act"] == store.summary["max_act"][store.alive.index(True)]
     assert some["top"] and some["logits"]["positive"] and some["quantiles"]
     assert sum(some["histogram"]["counts"]) > 0
 

@@ -1,0 +1,119 @@
+"""The feature browser's work, apart from the UI: feature table, feature page, test text, search, steering.
+
+Pages come from the stored statistics (saes/feature_store.py) and the decoder weights; the model and the SAE
+module are loaded only when a view runs text through them (test text, search, steering), then kept.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+from interp.errors import InterpError
+from saes.feature_store import FeatureStore
+
+from . import html
+from .runs import RunsDir
+
+
+class FeatureBrowser:
+    def __init__(self, runs: RunsDir):
+        self.runs = runs
+        self.store = lru_cache(maxsize=8)(lambda rel: FeatureStore(self.runs.path(rel)))
+        self._decoders = lru_cache(maxsize=4)(self._decoder)
+        self._saes = lru_cache(maxsize=4)(self._sae)
+        self._models = lru_cache(maxsize=2)(self._model)
+
+    def _decoder(self, rel: str) -> torch.Tensor:
+        from safetensors import safe_open
+
+        with safe_open(str(self.runs.path(rel) / "sae_weights.safetensors"), "pt") as f:
+            w = f.get_tensor("W_dec").float()
+        return w / w.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+    def _sae(self, rel: str):
+        from saes.train import load_sae
+
+        return load_sae(self.runs.path(rel))
+
+    def _model(self, name: str):
+        from interp.loading import load_model
+
+        return load_model(name)
+
+    def _loaded(self, rel: str):
+        sae = self._saes(rel)
+        return self._models(self.runs.model_name(rel)), sae, sae.cfg.metadata.hook_name
+
+    def _check(self, rel: str, latent) -> int:
+        d_sae = self.store(rel).d_sae
+        if latent is None or not 0 <= int(latent) < d_sae:
+            raise InterpError(f"latent {latent} is out of range; this SAE has latents 0..{d_sae - 1}")
+        return int(latent)
+
+    def table(self, rel: str, sort_by: str = "density", include_dead: bool = False, limit: int = 1000) -> list[list]:
+        """[latent, density %, max activation, mean activation, dead] rows, largest `sort_by` first."""
+        if sort_by not in ("density", "max_act"):
+            raise InterpError(f"sort by 'density' or 'max_act', not {sort_by!r}")
+        rows = [r for r in self.store(rel).table() if include_dead or not r["dead"]]
+        rows.sort(key=lambda r: -r[sort_by])
+        return [[r["latent"], round(100 * r["density"], 4), round(r["max_act"], 4), round(r["mean_act"], 4),
+                 "dead" if r["dead"] else ""] for r in rows[:limit]]
+
+    def neighbours(self, rel: str, latent: int, n: int = 8) -> list[tuple[int, float]]:
+        w = self._decoders(rel)
+        cos = w @ w[latent]
+        cos[latent] = -2.0
+        top = cos.topk(min(n, len(cos) - 1))
+        return list(zip(top.indices.tolist(), top.values.tolist()))
+
+    def page(self, rel: str, latent) -> tuple[str, object, str, str]:
+        """Feature page: contexts HTML, activation histogram, logit effects HTML, nearest features HTML."""
+        import plotly.graph_objects as go
+
+        latent = self._check(rel, latent)
+        store = self.store(rel)
+        entry, density = store.latent(latent), store.summary["density"][latent]
+        fig = go.Figure()
+        if entry:
+            counts, top = entry["histogram"]["counts"], entry["histogram"]["max"]
+            width = top / len(counts)
+            fig.add_bar(x=[(i + 0.5) * width for i in range(len(counts))], y=counts, width=width,
+                        marker_color="#ed8936")
+        fig.update_layout(title=f"latent {latent} · density {100 * density:.3f}%", template="plotly_white",
+                          xaxis_title="activation", yaxis_title="count", height=300, margin=dict(t=50, b=40))
+        return (html.feature_html(latent, entry, density), fig, html.logits_html(entry),
+                html.neighbours_html(self.neighbours(rel, latent)))
+
+    def test_text(self, rel: str, latent, text: str) -> str:
+        from saes.steering import text_activations
+
+        latent = self._check(rel, latent)
+        model, sae, hook = self._loaded(rel)
+        tokens, acts = text_activations(model, hook, sae, text)
+        a = acts[:, latent].tolist()
+        scale = self.store(rel).summary["max_act"][latent] or max(a) or 1.0
+        return (f"<p>latent {latent}: max {max(a):.3f} on this text</p>"
+                + html.tokens_html(tokens, a, scale, max(range(len(a)), key=a.__getitem__)))
+
+    def search(self, rel: str, text: str, n: int = 5) -> str:
+        from saes.steering import text_activations
+
+        model, sae, hook = self._loaded(rel)
+        tokens, acts = text_activations(model, hook, sae, text)
+        per_token = [list(zip(*(v.tolist() for v in reversed(row.topk(n))))) for row in acts]
+        best = acts.max(0).values.topk(n)
+        return html.search_html(tokens, per_token, list(zip(best.indices.tolist(), best.values.tolist())))
+
+    def steer(self, rel: str, latent, prompt: str, strength: float, amp: float, positions: str,
+              n_tokens: int = 12) -> str:
+        from saes.steering import SteerConfig, steer
+
+        latent = self._check(rel, latent)
+        model, sae, hook = self._loaded(rel)
+        cfg = SteerConfig(latent, strength=strength, amp=amp, positions=positions, n_tokens=int(n_tokens))
+        result = steer(model, hook, sae, prompt, cfg)
+        how = (f"amp {amp} x the position's max activation, {positions} positions, every denoising step"
+               if model.is_diffusion else f"+{strength} x decoder direction at {hook}")
+        return html.steer_html(result, latent, how)

@@ -1,0 +1,106 @@
+"""What the app can show: the SAE runs, circuits and CircuitLoRA allocations under one runs directory.
+
+Every path the app opens goes through `RunsDir.path`, which refuses anything outside the directory (the app's
+endpoints take paths as strings, and a caller can send any string).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from interp.errors import InterpError
+
+SKIP = {"checkpoints", "__pycache__", "node_modules", "site-packages"}
+CIRCUIT_MARK = b'"format": "interp.circuit/1"'
+
+
+@dataclass
+class SAEEntry:
+    path: str  # relative to the runs directory
+    model: str
+    hook: str
+    k: int
+    d_sae: int
+    mtime: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} · {self.hook} · k={self.k} · {self.d_sae} latents ({self.path})"
+
+
+@dataclass
+class CircuitEntry:
+    path: str
+    model: str
+    task: str
+    mtime: float
+
+    @property
+    def label(self) -> str:
+        return f"{Path(self.model).name} · {self.task} · {self.path}"
+
+
+class RunsDir:
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise InterpError(f"runs directory {root} does not exist")
+
+    def path(self, rel: str | Path) -> Path:
+        """The file `rel` names inside the runs directory; anything resolving outside it is refused."""
+        p = (self.root / rel).resolve()
+        if p != self.root and self.root not in p.parents:
+            raise InterpError(f"{rel} is outside the runs directory {self.root}")
+        return p
+
+    def rel(self, p: Path) -> str:
+        return p.resolve().relative_to(self.root).as_posix()
+
+    def _walk(self):
+        for dirpath, dirs, files in os.walk(self.root):
+            # runs being written (.partial), hidden folders, venvs and adapter checkpoints hold nothing to show
+            dirs[:] = [d for d in dirs if d not in SKIP and not d.startswith((".", "venv")) and not d.endswith(".partial")]
+            yield Path(dirpath), files
+
+    def scan(self) -> tuple[list[SAEEntry], list[CircuitEntry], list[str]]:
+        """SAEs (with feature statistics), circuits and allocations, newest first."""
+        saes, circuits, allocations = [], [], []
+        for d, files in self._walk():
+            if "cfg.json" in files and "features.json" in files and d.parent.name == "saes":
+                saes.append(self._sae(d))
+            for f in files:
+                if f == "allocation.json":
+                    allocations.append(((d / f).stat().st_mtime, self.rel(d / f)))
+                elif f.endswith(".json") and f not in ("cfg.json", "features.json", "config.json"):
+                    with open(d / f, "rb") as fh:
+                        head = fh.read(64)
+                    if CIRCUIT_MARK in head:
+                        info = json.loads((d / f).read_text())
+                        circuits.append(CircuitEntry(self.rel(d / f), info.get("model", "?"), info.get("task", "?"),
+                                                     (d / f).stat().st_mtime))
+        saes.sort(key=lambda e: -e.mtime)
+        circuits.sort(key=lambda e: (-e.mtime, e.path))
+        return saes, circuits, [p for _, p in sorted(allocations, reverse=True)]
+
+    def _sae(self, d: Path) -> SAEEntry:
+        cfg = json.loads((d / "cfg.json").read_text())
+        run_cfg = d.parent.parent / "config.json"
+        model = json.loads(run_cfg.read_text()).get("model", "?") if run_cfg.exists() else "?"
+        hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name", "?")
+        return SAEEntry(self.rel(d), model, hook, int(cfg.get("k", 0)), int(cfg["d_sae"]),
+                        (d / "features.json").stat().st_mtime)
+
+    def model_name(self, sae_rel: str) -> str:
+        """The model an SAE was trained on: a zoo name, or a model directory inside the runs directory."""
+        from interp.zoo import ZOO
+
+        run_cfg = self.path(sae_rel).parent.parent / "config.json"
+        if not run_cfg.exists():
+            raise InterpError(f"{sae_rel} has no run config.json naming its model")
+        model = json.loads(run_cfg.read_text())["model"]
+        if model in ZOO:
+            return model
+        return str(self.path(os.path.relpath(Path(model).resolve(), self.root)))

@@ -1,0 +1,69 @@
+"""A runs directory as the CLI leaves it: a short real SAE run on each zoo model (with feature statistics), two
+circuits of pythia-mini on add_sub, and a CircuitLoRA allocation between them. One SAE copy has tokens that
+are HTML (as a hub tokenizer's vocabulary can) to prove they are escaped."""
+
+import json
+import shutil
+import socket
+
+import pytest
+
+XSS_TOKEN = "<script>alert('x')</script>"
+XSS_ATTR = '"><img src=x onerror=alert(1)>'
+SAE = "blocks.2.hook_resid_post-k8"
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory):
+    from circuits.allocation import allocate
+    from circuits.discovery import DiscoverConfig, discover, write_circuit
+    from interp.finetune import FinetuneConfig
+    from interp.loading import load_model
+    from saes import SAETrainConfig, train_sae
+    from saes.feature_store import FeatureStore, write_features
+
+    root = tmp_path_factory.mktemp("runs")
+    short = dict(k=[8], tokens=16 * 1024, batch_size=1024, lr=3e-3, eval_tokens=4096, feature_tokens=4096)
+    for model in ("pythia-mini", "mdlm-mini"):
+        train_sae(SAETrainConfig(model=model, out=str(root / "sae" / model), **short), show_progress=False)
+    # the same SAE, its stored contexts and logit tokens rewritten to HTML-looking tokens
+    src, dst = root / "sae" / "pythia-mini" / "saes" / SAE, root / "sae-html" / "saes" / SAE
+    shutil.copytree(src.parent.parent, dst.parent.parent)
+    store = FeatureStore(dst)
+    stats = dict(store.summary, latents={})
+    for i, alive in enumerate(store.alive):
+        if alive:
+            entry = store.latent(i)
+            for ctx in entry["top"]:
+                ctx["tokens"][0], ctx["tokens"][ctx["pos"]] = XSS_ATTR, XSS_TOKEN
+            entry["logits"]["positive"][0][0] = XSS_TOKEN
+            stats["latents"][str(i)] = entry
+    write_features(stats, dst)
+
+    found = {}
+    for method in ("eap-ig", "eap"):
+        cfg = DiscoverConfig(method=method, n=40, n_eval=40, curve=())
+        found[method] = discover(cfg).circuit
+        write_circuit(found[method], root / "circuits" / f"add_sub-{method}")
+    model = load_model("pythia-mini", bridge=False).model
+    alloc = allocate(found["eap-ig"], found["eap"], model, FinetuneConfig().target_modules, 4, 16)
+    (root / "circuit-lora").mkdir()
+    (root / "circuit-lora" / "allocation.json").write_text(json.dumps(alloc.to_dict()))
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served(runs_dir):
+    """The app on a free localhost port, for the whole session."""
+    from apps.app import launch
+
+    port = free_port()
+    app = launch(runs_dir, port=port, block=False)
+    yield f"http://127.0.0.1:{port}/", runs_dir
+    app.close()

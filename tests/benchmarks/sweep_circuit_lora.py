@@ -1,0 +1,94 @@
+"""What we tried to get CircuitLoRA past uniform LoRA: each variant of the allocation rule, rank ratio and
+critical-layer learning rate, over every task x seed of a finished `interp circuit-lora experiment`.
+
+Only CircuitLoRA is retrained per variant. The baselines (uniform LoRA, AdaLoRA), the probe run and the circuits
+do not depend on these options, so each variant's run directory links the base experiment's. A variant whose
+allocation equals the default's on a task/seed links the default's CircuitLoRA run too (same config, same
+result). Resumable; writes OUT/sweep.md and each variant's experiment.md.
+
+    python tests/benchmarks/sweep_circuit_lora.py --base runs/circuit-lora-experiment --out runs/circuit-lora-sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from circuits.circuit_lora import CircuitLoRAConfig, _allocate, _finetune_config, circuit_lora, summarize
+from circuits.circuit import Circuit
+from interp.loading import load_model
+from interp.tasks import TASKS
+
+VARIANTS = {
+    "count-by target": dict(count_by="target"),
+    "mean+std": dict(critical_layers="mean+std"),
+    "topk:2": dict(critical_layers="topk:2"),
+    "r-critical 32 (ratio 8)": dict(r_critical=32),
+    "lr-critical 8e-3 (2x)": dict(lr_critical=8e-3),
+    "match-params (ratio 4)": dict(match_params=True),
+}
+SHARED = ("probe", "circuits", "lora", "adalora")
+
+
+def link(src: Path, dst: Path) -> None:
+    if not dst.exists():
+        dst.symlink_to(src.resolve(), target_is_directory=True)
+
+
+def run_variant(name: str, overrides: dict, base: Path, out: Path, tasks: list[str], seeds: int, model) -> dict:
+    root = out / name.replace(" ", "_").replace(":", "").replace("(", "").replace(")", "")
+    methods = ("lora", "adalora", "circuit_lora")
+    for seed in range(seeds):
+        for task in tasks:
+            src, dst = base / task / f"s{seed}", root / task / f"s{seed}"
+            dst.mkdir(parents=True, exist_ok=True)
+            for d in SHARED:
+                link(src / d, dst / d)
+            cfg = replace(CircuitLoRAConfig(), **overrides, task=task, seed=seed, out=str(dst), methods=methods)
+            default = json.loads((src / "allocation.json").read_text())
+            targets = _finetune_config(cfg).target_modules
+            alloc = _allocate(cfg, Circuit.load(src / "circuits" / "before.json"),
+                              Circuit.load(src / "circuits" / "after.json"), model, targets)
+            same = (alloc.critical == default["critical_layers"] and cfg.lr_critical is None
+                    and (alloc.r_other, alloc.r_critical) == (default["r_other"], default["r_critical"]))
+            if same:
+                link(src / "circuit_lora", dst / "circuit_lora")
+            print(f"[{name}] {task} s{seed}: critical {alloc.critical} (default {default['critical_layers']}), "
+                  f"ranks {alloc.r_other}/{alloc.r_critical}{' -> same run as default' if same else ''}", flush=True)
+            circuit_lora(cfg)
+    return summarize(root, tasks, replace(CircuitLoRAConfig(), **overrides))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", type=Path, default=Path("runs/circuit-lora-experiment"))
+    ap.add_argument("--out", type=Path, default=Path("runs/circuit-lora-sweep"))
+    ap.add_argument("--tasks", default="all")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--only", default=None, help="comma-separated variant names")
+    args = ap.parse_args()
+    tasks = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
+    model = load_model("pythia-mini", bridge=False).model
+    chosen = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only.split(",")}
+    default = summarize(args.base, tasks)["summary"]
+    lines = ["| variant | " + " | ".join(tasks) + " | mean | share | − LoRA | − AdaLoRA |",
+             "|---|" + "---|" * (len(tasks) + 4)]
+
+    def row(label: str, s: dict) -> str:
+        cells = " | ".join(f"{s['tasks'][t]['mean']:.1f}" if t in s["tasks"] else "–" for t in tasks)
+        return (f"| {label} | {cells} | {s['mean']:.1f} | {100 * s['share']:.2f}% | "
+                f"{s['mean'] - default['lora']['mean']:+.2f} | {s['mean'] - default['adalora']['mean']:+.2f} |")
+
+    lines.append(row("uniform LoRA (rank 8)", default["lora"]))
+    lines.append(row("default CircuitLoRA (topk:1, source, 4/16)", default["circuit_lora"]))
+    for name, overrides in chosen.items():
+        s = run_variant(name, overrides, args.base, args.out, tasks, args.seeds, model)["summary"]["circuit_lora"]
+        lines.append(row(name, s))
+        (args.out / "sweep.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -34,6 +34,12 @@ def _shown(fn):
     return run
 
 
+def _partner(circuits) -> str | None:
+    """The comparison's default: the newest other circuit of the first one's model and task."""
+    same = [c.path for c in circuits[1:] if circuits and (c.model, c.task) == (circuits[0].model, circuits[0].task)]
+    return same[0] if same else None
+
+
 def build_app(root: str | Path = "runs") -> gr.Blocks:
     runs = RunsDir(root)
     features, inspector = FeatureBrowser(runs), CircuitInspector(runs)
@@ -99,7 +105,7 @@ def build_app(root: str | Path = "runs") -> gr.Blocks:
             circ_plot = gr.Plot(elem_id="circuit-graph")
             with gr.Accordion("compare with another checkpoint", open=True):
                 with gr.Row():
-                    circ_b = gr.Dropdown(circuit_choices, value=circuit_choices[-1][1] if circuits else None,
+                    circ_b = gr.Dropdown(circuit_choices, value=_partner(circuits),
                                          label="second circuit", scale=4, allow_custom_value=True)
                     by = gr.Radio(["source", "target"], value="source", label="count edge change by")
                     rule = gr.Textbox("topk:1", label="critical layers (topk:N, mean+std)")
@@ -107,8 +113,8 @@ def build_app(root: str | Path = "runs") -> gr.Blocks:
                     r_critical = gr.Number(16, precision=0, label="r critical")
                 compare_btn = gr.Button("compare")
                 cmp_summary = gr.HTML()
-                cmp_plot = gr.Plot()
-                change_plot = gr.Plot()
+                cmp_plot = gr.Plot(elem_id="compare-graph")
+                change_plot = gr.Plot(elem_id="change-bars")
             with gr.Accordion("CircuitLoRA allocations", open=False):
                 alloc = gr.Dropdown(allocations, value=allocations[0] if allocations else None, label="allocation.json",
                                     allow_custom_value=True)

@@ -26,8 +26,9 @@ def layer_change_figure(rows: list[dict], title: str):
         text=[f"r={r['rank']}" if r.get("rank") is not None else "" for r in rows], textposition="outside",
         hovertext=[f"layer {r['layer']}: change {r['edge_change']:.4g}" + (" (critical)" if r["critical"] else "")
                    for r in rows], hoverinfo="text"))
-    fig.update_layout(title=title, template="plotly_white", xaxis_title="layer", yaxis_title="edge change",
-                      height=340, margin=dict(t=60, b=40))
+    top = max((r["edge_change"] for r in rows), default=0) or 1.0
+    fig.update_layout(title=title, template="plotly_white", xaxis_title="layer (the last is the logits)",
+                      yaxis=dict(title="edge change", range=[0, 1.15 * top]), height=340, margin=dict(t=60, b=40))
     return fig
 
 

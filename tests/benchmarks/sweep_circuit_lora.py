@@ -37,8 +37,12 @@ def link(src: Path, dst: Path) -> None:
         dst.symlink_to(src.resolve(), target_is_directory=True)
 
 
-def run_variant(name: str, overrides: dict, base: Path, out: Path, tasks: list[str], seeds: int, model) -> dict:
-    root = out / name.replace(" ", "_").replace(":", "").replace("(", "").replace(")", "")
+def dirname(variant: str) -> str:
+    return variant.replace(" ", "_").replace(":", "").replace("(", "").replace(")", "")
+
+
+def run_variant(name: str, overrides: dict, base: Path, out: Path, tasks: list[str], seeds: int, model) -> None:
+    root = out / dirname(name)
     methods = ("lora", "adalora", "circuit_lora")
     for seed in range(seeds):
         for task in tasks:
@@ -58,7 +62,6 @@ def run_variant(name: str, overrides: dict, base: Path, out: Path, tasks: list[s
             print(f"[{name}] {task} s{seed}: critical {alloc.critical} (default {default['critical_layers']}), "
                   f"ranks {alloc.r_other}/{alloc.r_critical}{' -> same run as default' if same else ''}", flush=True)
             circuit_lora(cfg)
-    return summarize(root, tasks, replace(CircuitLoRAConfig(), **overrides))
 
 
 def main() -> None:
@@ -76,19 +79,23 @@ def main() -> None:
     lines = ["| variant | " + " | ".join(tasks) + " | mean | share | − LoRA | − AdaLoRA |",
              "|---|" + "---|" * (len(tasks) + 4)]
 
-    def row(label: str, s: dict) -> str:
+    def row(label: str, s: dict, ref: dict) -> str:  # ref: LoRA and AdaLoRA over the same tasks and seeds
         cells = " | ".join(f"{s['tasks'][t]['mean']:.1f}" if t in s["tasks"] else "–" for t in tasks)
         return (f"| {label} | {cells} | {s['mean']:.1f} | {100 * s['share']:.2f}% | "
-                f"{s['mean'] - default['lora']['mean']:+.2f} | {s['mean'] - default['adalora']['mean']:+.2f} |")
+                f"{s['mean'] - ref['lora']['mean']:+.2f} | {s['mean'] - ref['adalora']['mean']:+.2f} |")
 
-    lines.append(row("uniform LoRA (rank 8)", default["lora"]))
-    lines.append(row("default CircuitLoRA (topk:1, source, 4/16)", default["circuit_lora"]))
+    lines.append(row("uniform LoRA (rank 8)", default["lora"], default))
+    lines.append(row("default CircuitLoRA (topk:1, source, 4/16)", default["circuit_lora"], default))
     for name, overrides in chosen.items():
-        s = run_variant(name, overrides, args.base, args.out, tasks, args.seeds, model)["summary"]["circuit_lora"]
-        lines.append(row(name, s))
-        (args.out / "sweep.md").write_text("\n".join(lines) + "\n")
-        print("\n".join(lines), flush=True)
-
+        run_variant(name, overrides, args.base, args.out, tasks, args.seeds, model)
+    for name, overrides in VARIANTS.items():  # every variant with finished runs, this call's or an earlier one's
+        root = args.out / dirname(name)
+        if any(root.glob("*/s*/results.json")):
+            summary = summarize(root, tasks, replace(CircuitLoRAConfig(), **overrides))["summary"]
+            seeds = min(len(v["runs"]) for v in summary["circuit_lora"]["tasks"].values())
+            lines.append(row(f"{name} ({seeds} seeds)", summary["circuit_lora"], summary))
+    (args.out / "sweep.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
 
 if __name__ == "__main__":
     main()

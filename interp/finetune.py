@@ -57,13 +57,18 @@ class FinetuneConfig:
         """Fail on bad settings before any model is loaded."""
         from .tasks import get_task
 
-        get_task(self.task)
+        for t in self.tasks():
+            get_task(t)
         if self.method not in ("full", "lora", "adalora"):
             raise InterpError(f"unknown fine-tuning method {self.method!r}; valid: full, lora, adalora")
         if self.method != "full" and (low := min([self.lora_r, *self.rank_pattern.values()])) < 1:
             raise InterpError(f"LoRA rank must be >= 1, got {low}")
         if self.steps < 1 or self.batch_size < 1:
             raise InterpError("steps and batch size must be >= 1")
+
+    def tasks(self) -> list[str]:
+        """`task` names one task, or several separated by commas (trained one per step, in turn)."""
+        return [t.strip() for t in self.task.split(",")]
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (5e-4 if self.method == "full" else 4e-3)
@@ -159,9 +164,10 @@ def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True) -> FinetuneR
     loaded = loaded or load_model(cfg.model, bridge=False)
     diffusion = loaded.is_diffusion
     tok = loaded.tokenizer
-    train = make_examples(cfg.task, "train", cfg.n_train, cfg.seed, at_most=True)
-    test = make_examples(cfg.task, "test", cfg.n_eval, 0)
-    inputs, targets = encode_train(tok, train, diffusion)
+    tasks = cfg.tasks()
+    data = [encode_train(tok, make_examples(t, "train", cfg.n_train, cfg.seed, at_most=True), diffusion)
+            for t in tasks]
+    test = [e for t in tasks for e in make_examples(t, "test", cfg.n_eval, 0)]
     torch.manual_seed(cfg.seed)
     acc_before = accuracy(loaded.model, tok, test, diffusion)
     model = prepare_model(loaded.model, cfg)
@@ -186,7 +192,8 @@ def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True) -> FinetuneR
         model.train()
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step) * group["lr_scale"]
-        idx = batch_indices(len(train), cfg.batch_size, cfg.seed, step)
+        inputs, targets = data[step % len(data)]  # several tasks: one per step, in turn
+        idx = batch_indices(len(inputs), cfg.batch_size, cfg.seed, step // len(data))
         loss = answer_loss(model, inputs[idx], targets[idx], diffusion)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

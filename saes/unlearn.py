@@ -1,0 +1,266 @@
+"""`unlearn(config)`: SSPU end to end against RMU, SAE clamping and gradient ascent, with attacks (METHODS.md §3).
+
+Setting: forget one task family (default mul_div), retain the others and the base corpus, on a model good at
+both (default: pythia-mini fine-tuned on the five task families, made once with the fine-tuning loop and
+cached under runs/unlearn/). SAEs on the candidate layers' residual streams come from `--sae RUN` or are
+trained once with `train_sae` and cached.
+
+Run directory (written as `<out>.partial`, renamed when complete):
+    config.json  selection.json (layer, layer scores, forget and irrelevant features with top contexts)
+    bases.safetensors (relevant, irrelevant, u)  model/ (the SSPU model, save_pretrained)  report.json  report.md
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from interp.errors import InterpError
+
+RETAIN = "add_sub,sequence,lcm,function"
+TUNED = Path("runs/unlearn/pythia-mini-tasks")
+CANDIDATES = (1, 2, 3)
+
+
+@dataclass
+class UnlearnConfig:
+    model: str | None = None  # None: pythia-mini fine-tuned on every task family (cached at runs/unlearn/)
+    forget: str = "mul_div"
+    retain: str = RETAIN
+    sae: str | None = None  # an SAE run with resid_post SAEs of this model; None: train one (cached)
+    layer: int | None = None  # None: chosen from data among the SAE run's layers
+    features: int = 16
+    steering_coef: float = 3.0  # c = coef x mean norm of the layer's activations on forget prompts
+    retain_weight: float = 20.0
+    reg_weight: float = 1.0
+    params: str = "dense_4h_to_h"  # module suffixes in layers l-2..l
+    steps: int = 150
+    lr: float = 2e-3
+    clamp: float = 1.0
+    batch_size: int = 32
+    n_eval: int = 200
+    probe_examples: int = 1000
+    relearn_examples: int = 10
+    relearn_steps: int = 20
+    relearn_lr: float = 5e-4
+    seed: int = 0
+    out: str = "runs/unlearn/run"
+
+    def forget_tasks(self) -> list[str]:
+        return [t.strip() for t in self.forget.split(",") if t.strip()]
+
+    def retain_tasks(self) -> list[str]:
+        return [t.strip() for t in self.retain.split(",") if t.strip()]
+
+    def validate(self) -> None:
+        from interp.tasks import get_task
+
+        forget, retain = self.forget_tasks(), self.retain_tasks()
+        if not forget or not retain:
+            raise InterpError("the forget and the retain domain must each name at least one task")
+        if len(forget) != 1:
+            raise InterpError(f"--forget takes one task family, got {', '.join(forget)}")
+        for t in forget + retain:
+            get_task(t)
+        if overlap := set(forget) & set(retain):
+            raise InterpError(f"forget and retain overlap in {', '.join(sorted(overlap))}")
+        if self.features < 1:
+            raise InterpError("--features must be >= 1")
+        if self.steps < 1 or self.lr <= 0:
+            raise InterpError("--steps and --lr must be positive")
+
+
+def tuned_model(path: Path = TUNED) -> str:
+    """The default model: pythia-mini fully fine-tuned on all five task families (1500 steps), made once."""
+    from interp.finetune import FinetuneConfig, finetune
+
+    final = path / "checkpoints" / "step-1500"
+    if not (final / "config.json").exists():
+        finetune(FinetuneConfig(task="add_sub,mul_div,sequence,lcm,function", steps=1500, eval_every=500,
+                                checkpoint_every=500, out=str(path)))
+    return str(final)
+
+
+def sae_run(cfg: UnlearnConfig, model: str) -> Path:
+    """The SAE run: `--sae`, or one trained on the candidate layers and cached beside the model."""
+    from .config import SAETrainConfig
+    from .train import train_sae
+
+    if cfg.sae:
+        run = Path(cfg.sae)
+        if not (run / "config.json").exists():
+            raise InterpError(f"{run} is not an SAE run directory (no config.json)")
+        return run
+    run = Path(model).parent.parent / "sae" if Path(model).parent.name == "checkpoints" else Path("runs/unlearn/sae")
+    if not (run / "metrics.json").exists():
+        train_sae(SAETrainConfig(model=model, hooks=[f"blocks.{l}.hook_resid_post" for l in CANDIDATES], k=[32],
+                                 tokens=500_000, feature_tokens=32_768, eval_tokens=16_384, out=str(run)),
+                  resume=(run.with_name(run.name + ".partial")).exists())
+    return run
+
+
+def load_saes(run: Path, model: str) -> dict[int, tuple[str, object, Path]]:
+    """layer -> (hook, SAE, its directory) for the resid_post SAEs of `run`, checked to belong to `model`."""
+    import re
+
+    from .train import load_sae
+
+    trained_on = json.loads((run / "config.json").read_text()).get("model")
+    if Path(str(trained_on)).resolve() != Path(model).resolve() and trained_on != model:
+        raise InterpError(f"the SAE run {run} was trained on {trained_on}, not on {model}")
+    saes = {}
+    for d in sorted((run / "saes").glob("*")):
+        sae = load_sae(d)
+        hook = sae.cfg.metadata.hook_name
+        m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_post", hook)
+        if not m:
+            raise InterpError(f"{d} is an SAE of {hook}; unlearning needs blocks.L.hook_resid_post SAEs")
+        saes[int(m.group(1))] = (hook, sae, d)
+    if not saes:
+        raise InterpError(f"no SAEs in {run / 'saes'}")
+    return saes
+
+
+def _batches(tok, cfg: UnlearnConfig):
+    from interp.corpus import packed_corpus_batch
+    from interp.finetune import encode_train
+    from interp.tasks import make_examples
+
+    from .unlearn_methods import Batches
+
+    pairs = lambda t: encode_train(tok, make_examples(t, "train", 2000, cfg.seed, at_most=True), False)
+    return Batches(pairs(cfg.forget_tasks()[0]), [pairs(t) for t in cfg.retain_tasks()],
+                   packed_corpus_batch(tok, 256, 32, f"unlearn-train-{cfg.seed}"))
+
+
+def _selection_json(sel, sae_dir: Path) -> dict:
+    from .feature_store import FeatureStore
+
+    store = FeatureStore(sae_dir)
+    feat = lambda j: {"latent": j, "score": sel.scores[j].item(), "top": (store.latent(j) or {}).get("top", [])[:4]}
+    return {"hook": sel.hook, "layer": sel.layer, "layer_scores": sel.layer_scores,
+            "forget_features": [feat(j) for j in sel.forget], "irrelevant_features": [feat(j) for j in sel.irrelevant]}
+
+
+def unlearn(cfg: UnlearnConfig = UnlearnConfig(), show_progress: bool = True) -> dict:
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    from interp.corpus import packed_corpus_batch
+    from interp.loading import load_model
+
+    from . import unlearn_methods as um
+    from .feature_store import FeatureStore
+    from .unlearn_eval import chance, evaluate
+    from .unlearn_select import basis, select
+
+    cfg.validate()
+    out = Path(cfg.out)
+    if (out / "report.json").exists():
+        return json.loads((out / "report.json").read_text())
+    work = out.with_name(out.name + ".partial")
+    if work.exists():
+        shutil.rmtree(work)  # a run is minutes long: an interrupted one starts over
+    model_name = cfg.model or tuned_model()
+    loaded = load_model(model_name)
+    saes = load_saes(sae_run(cfg, model_name), model_name)
+    dirs = {l: d for l, (_, _, d) in saes.items()}
+    saes = {l: (hook, sae) for l, (hook, sae, _) in saes.items()}
+    base = load_model(model_name, bridge=False).model.eval()  # a plain HF model (the bridge wraps its own copy)
+    tok = loaded.tokenizer
+    forget, retain = cfg.forget_tasks()[0], cfg.retain_tasks()
+    data = _batches(tok, cfg)
+    enc = lambda batch: [batch[0][i:i + 64] for i in range(0, min(len(batch[0]), 512), 64)]
+    sel = select(loaded.bridge, saes, enc(data.forget), [b for r in data.retain for b in enc(r)] +
+                 [data.corpus[:128]], cfg.features, cfg.layer)
+    hook, sae = saes[sel.layer]
+    relevant, irrelevant = basis(sae, sel.forget), basis(sae, sel.irrelevant)
+    layers = [l for l in range(sel.layer - 2, sel.layer + 1) if l >= 0]
+    names = um.param_names(base, layers, cfg.params)
+    if not names:
+        raise InterpError(f"--params {cfg.params!r} matches no parameter in layers {layers}")
+    with torch.no_grad(), um.capture(base, sel.layer) as h:
+        base(input_ids=data.forget[0][:256])
+    coef = cfg.steering_coef * h[0].norm(dim=-1).mean().item()
+    u = {"sspu": um.control_vector(base.config.hidden_size, cfg.seed, irrelevant),
+         "rmu": um.control_vector(base.config.hidden_size, cfg.seed, None)}
+    bar = tqdm(total=3 * cfg.steps, desc="unlearn", disable=not show_progress)
+    models = {m: um.train(m, base, data, names, sel.layer, cfg.steps, cfg.lr, cfg.seed, coef=coef, u=u.get(m),
+                          retain_weight=cfg.retain_weight if m != "gradient_ascent" else 1.0,
+                          reg_weight=cfg.reg_weight, relevant=relevant, batch=cfg.batch_size, progress=bar)
+              for m in um.METHODS}
+    bar.close()
+    corpus = packed_corpus_batch(tok, 16, 64, "unlearn-eval")
+    max_acts = torch.tensor(FeatureStore(dirs[sel.layer]).summary["max_act"])
+    clamp = lambda m: um.edit_output(m, sel.layer, um.clamp_fn(sae, sel.forget, cfg.clamp, max_acts))
+    rows = {"original": evaluate(base, tok, forget, retain, corpus, sel.layer, cfg)}
+    for m in ("sspu", "rmu", "gradient_ascent"):
+        rows[m] = evaluate(models[m], tok, forget, retain, corpus, sel.layer, cfg, original=base)
+    rows["sae_clamping"] = evaluate(base, tok, forget, retain, corpus, sel.layer, cfg, original=base, edit=clamp)
+    changed = [n for n, p in models["sspu"].named_parameters() if not torch.equal(p, dict(base.named_parameters())[n])]
+    report = {"config": asdict(cfg), "model": model_name, "layer": sel.layer, "hook": hook, "params": names,
+              "changed_params": changed, "chance": chance(forget, cfg.n_eval), "coef": coef, "rows": rows}
+    work.mkdir(parents=True)
+    (work / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    (work / "selection.json").write_text(json.dumps(_selection_json(sel, dirs[sel.layer]), indent=1))
+    save_file({"relevant": relevant.contiguous(), "irrelevant": irrelevant.contiguous(), "u": u["sspu"].contiguous()},
+              str(work / "bases.safetensors"))
+    models["sspu"].save_pretrained(work / "model")
+    tok.save_pretrained(work / "model")
+    (work / "report.json").write_text(json.dumps(report, indent=1))
+    (work / "report.md").write_text(table(report))
+    if out.exists():
+        shutil.rmtree(out)
+    work.rename(out)
+    return report
+
+
+COLUMNS = ("forget", "retain_mean", "corpus_ce", "few_shot", "reworded", "format", "relearn", "probe", "ablation")
+
+
+def table(report: dict) -> str:
+    retain = list(next(iter(report["rows"].values()))["retain"])
+    head = ["method", "forget", *retain, "retain mean", "corpus CE", "few-shot", "reworded", "format", "relearn",
+            "probe", "ablation"]
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}"
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, r in report["rows"].items():
+        cells = [pct(r["forget"]), *(pct(r["retain"][t]) for t in retain), pct(r["retain_mean"]),
+                 f"{r['corpus_ce']:.3f}", *(pct(r.get(k)) for k in COLUMNS[3:])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"accuracy in %; chance (most common answer) {100 * report['chance']:.1f}%; layer {report['layer']}")
+    return "\n".join(lines) + "\n"
+
+
+def experiment(base: UnlearnConfig, seeds: int, out: str | Path) -> dict:
+    """`unlearn` for seeds 0..seeds-1 (each its own run directory under `out`, so a stopped experiment
+    resumes); mean +- std per method and metric, and SSPU - RMU per metric."""
+    from dataclasses import replace
+    from statistics import mean, pstdev
+
+    if seeds < 1:
+        raise InterpError("the experiment needs at least one seed")
+    out = Path(out)
+    reports = [unlearn(replace(base, seed=s, out=str(out / f"s{s}"))) for s in range(seeds)]
+    methods = list(reports[0]["rows"])
+    value = lambda r, m, k: r["rows"][m].get(k) if k != "retain_mean" else r["rows"][m]["retain_mean"]
+    summary = {m: {k: [value(r, m, k) for r in reports] for k in COLUMNS} for m in methods}
+    cell = lambda v, k: "–" if None in v else (f"{mean(v):.3f}" if k == "corpus_ce" else
+                                                 f"{100 * mean(v):.1f} ± {100 * pstdev(v):.1f}")
+    lines = ["| method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    lines += [f"| {m} | " + " | ".join(cell(summary[m][k], k) for k in COLUMNS) + " |" for m in methods]
+    diff = {k: 100 * (mean(summary["sspu"][k]) - mean(summary["rmu"][k])) for k in COLUMNS
+            if k != "corpus_ce" and None not in summary["sspu"][k] + summary["rmu"][k]}
+    lines += ["", f"seeds {seeds}; accuracy in %; chance {100 * reports[0]['chance']:.1f}%; layers "
+              f"{sorted({r['layer'] for r in reports})}",
+              "SSPU - RMU (points): " + ", ".join(f"{k} {v:+.1f}" for k, v in diff.items())]
+    markdown = "\n".join(lines) + "\n"
+    (out / "experiment.json").write_text(json.dumps({"config": asdict(base), "seeds": seeds, "summary": summary,
+                                                     "sspu_minus_rmu": diff}, indent=1))
+    (out / "experiment.md").write_text(markdown)
+    return {"summary": summary, "markdown": markdown, "sspu_minus_rmu": diff}

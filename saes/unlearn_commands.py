@@ -1,0 +1,66 @@
+"""`interp unlearn` (and `interp unlearn experiment`): a thin layer over `saes.unlearn`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+unlearn_app = typer.Typer(help="Unlearning by SAE subspace projection (SSPU) against RMU, clamping and gradient ascent.",
+                          invoke_without_command=True)
+
+
+@unlearn_app.callback()
+def unlearn_cmd(
+    ctx: typer.Context,
+    model: Optional[str] = typer.Option(None, help="default: pythia-mini fine-tuned on every task family (cached)"),
+    forget: str = typer.Option("mul_div", help="the task family to forget"),
+    retain: str = typer.Option("add_sub,sequence,lcm,function", help="comma-separated task families to keep"),
+    sae: Optional[Path] = typer.Option(None, help="SAE run with resid_post SAEs of the model (default: train one)"),
+    layer: Optional[int] = typer.Option(None, help="default: chosen from the data"),
+    features: int = typer.Option(16, help="forget (and irrelevant) features"),
+    steering_coef: float = typer.Option(3.0, help="c = coef x mean activation norm at the layer"),
+    retain_weight: float = typer.Option(20.0),
+    reg_weight: float = typer.Option(1.0, help="weight of the update's component outside the relevant subspace"),
+    params: str = typer.Option("dense_4h_to_h", help="module suffixes trained in layers l-2..l"),
+    steps: int = typer.Option(150),
+    lr: float = typer.Option(2e-3),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("runs/unlearn/run"), help="the run directory"),
+) -> None:
+    """Select features, build subspaces, unlearn; evaluate every method clean and under attack; one table."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .unlearn import table, unlearn
+
+    report = unlearn(_config(ctx.params))
+    console.print(table(report))
+    console.print(f"written: {out} (model/, selection.json, bases.safetensors, report.json, report.md)")
+
+
+def _config(params: dict, **overrides):
+    from .unlearn import UnlearnConfig
+
+    keys = ("model", "forget", "retain", "layer", "features", "steering_coef", "retain_weight", "reg_weight", "params",
+            "steps", "lr", "seed")
+    cfg = {k: params[k] for k in keys} | {"sae": str(params["sae"]) if params["sae"] else None,
+                                          "out": str(params["out"])}
+    return UnlearnConfig(**(cfg | overrides))
+
+
+@unlearn_app.command("experiment")
+def unlearn_experiment_cmd(ctx: typer.Context, seeds: int = typer.Option(3),
+                           out: Path = typer.Option(Path("runs/unlearn/experiment"))) -> None:
+    """Seeds 0..N-1 with the options given before `experiment`; mean +- std per method and metric."""
+    from .unlearn import experiment
+
+    result = experiment(_config(ctx.parent.params), seeds, out)
+    console.print(result["markdown"])
+    console.print(f"written: {out / 'experiment.json'} and {out / 'experiment.md'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(unlearn_app, name="unlearn")

@@ -1,0 +1,146 @@
+"""Unlearning metrics and attacks, for the original model and every method.
+
+Clean: forget-task accuracy, retain accuracy per task, base-corpus cross-entropy. Attacks on the forget task:
+- few-shot: three solved forget examples before each prompt;
+- reworded: the corpus's word forms ("a times b is", "the quotient of p and b is"), no instruction;
+- format: operands in parentheses, "( a ) * ( b ) =";
+- relearn: full fine-tuning on 10 forget examples for a fixed number of steps, then held-out accuracy;
+- probe: a linear (softmax) probe on layer l's activations at the last prompt token, trained on forget train
+  prompts to read the answer, scored on the test prompts;
+- ablation: project out the single direction along which the method moved forget activations at layer l
+  (for RMU and SSPU the control vector's), then forget accuracy.
+A method that edits activations at inference (clamping) keeps its edit through every attack.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections import Counter
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+
+from interp.evaluate import accuracy
+from interp.tasks import Example, make_examples
+from interp.tokenizer import number_token_id
+
+from .unlearn_methods import ablate_fn, capture, edit_output
+
+ATTACKS = ("few_shot", "reworded", "format", "relearn", "probe", "ablation")
+
+
+def _reworded(e: Example) -> Example:
+    m = re.search(r"(\d+) \* (\d+) =$", e.clean)
+    if m:
+        a, b = m.groups()
+        return Example(f"the product of {a} and {b} is", "", e.label)
+    p, b = re.search(r"(\d+) / (\d+) =$", e.clean).groups()
+    return Example(f"{p} divided by {b} is", "", e.label)
+
+
+def _format(e: Example) -> Example:
+    return Example(re.sub(r"(\d+) ([*/+-]) (\d+) =$", r"( \1 ) \2 ( \3 ) =", e.clean), "", e.label)
+
+
+def prompt_sets(task: str, n_eval: int, seed: int) -> dict[str, list[Example]]:
+    test = make_examples(task, "test", n_eval, 0)
+    shots = make_examples(task, "train", 3, seed)
+    prefix = " ".join(f"{s.clean} {s.label} ." for s in shots)
+    sets = {"clean": test, "few_shot": [Example(f"{prefix} {e.clean}", "", e.label) for e in test],
+            "format": [_format(e) for e in test]}
+    if task == "mul_div":  # word forms exist for this family in the corpus
+        sets["reworded"] = [_reworded(e) for e in test]
+    return sets
+
+
+def chance(task: str, n_eval: int) -> float:
+    """Accuracy of always answering the test split's most common label."""
+    labels = [e.label for e in make_examples(task, "test", n_eval, 0)]
+    return Counter(labels).most_common(1)[0][1] / len(labels)
+
+
+@torch.no_grad()
+def corpus_ce(model, ids: torch.Tensor) -> float:
+    logits = model(input_ids=ids).logits[:, :-1]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1)).item()
+
+
+@torch.no_grad()
+def last_token_acts(model, tok, examples: list[Example], layer: int) -> torch.Tensor:
+    from interp.evaluate import encode_prompts
+
+    groups, ids = encode_prompts(tok, [e.clean for e in examples])
+    out = torch.empty(len(examples), model.config.hidden_size)
+    for idx in groups.values():
+        with capture(model, layer) as h:
+            model(input_ids=torch.tensor([ids[i] for i in idx]))
+        out[idx] = h[0][:, -1].float()
+    return out
+
+
+def probe_accuracy(model, tok, task: str, layer: int, n_train: int, n_eval: int, seed: int) -> float:
+    train, test = make_examples(task, "train", n_train, seed, at_most=True), make_examples(task, "test", n_eval, 0)
+    x, xt = last_token_acts(model, tok, train, layer), last_token_acts(model, tok, test, layer)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    x, xt = (x - mu) / sd, (xt - mu) / sd
+    y = torch.tensor([number_token_id(e.label) for e in train])
+    yt = torch.tensor([number_token_id(e.label) for e in test])
+    classes = y.unique()
+    y_idx = torch.searchsorted(classes, y)
+    torch.manual_seed(seed)
+    w = torch.nn.Linear(x.shape[1], len(classes))
+    opt = torch.optim.Adam(w.parameters(), lr=1e-2, weight_decay=1e-4)
+    with torch.enable_grad():
+        for _ in range(300):
+            opt.zero_grad()
+            F.cross_entropy(w(x), y_idx).backward()
+            opt.step()
+    pred = classes[w(xt).argmax(-1)]
+    return (pred == yt).float().mean().item()
+
+
+def relearn(model, tok, task: str, edit, n_examples: int, steps: int, lr: float, seed: int):
+    """A copy of `model` fully fine-tuned on `n_examples` forget train examples (with the method's edit on)."""
+    from interp.finetune import answer_loss, encode_train
+
+    model = copy.deepcopy(model)
+    inputs, targets = encode_train(tok, make_examples(task, "train", n_examples, seed + 7), False)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    with edit(model):
+        for _ in range(steps):
+            opt.zero_grad()
+            answer_loss(model, inputs, targets, False).backward()
+            opt.step()
+    model.eval()
+    return model
+
+
+def evaluate(model, tok, forget: str, retain: list[str], corpus: torch.Tensor, layer: int, cfg, original=None,
+             edit=None) -> dict:
+    """Every metric and attack for one model. `edit(model)`: a context manager applying an inference-time edit
+    (clamping); `original`: the model before unlearning, for the ablation direction (None: no ablation)."""
+    edit = edit or (lambda m: nullcontext(m))
+    out = {}
+    with edit(model):
+        sets = prompt_sets(forget, cfg.n_eval, cfg.seed)
+        out["forget"] = accuracy(model, tok, sets["clean"])
+        out["retain"] = {t: accuracy(model, tok, make_examples(t, "test", cfg.n_eval, 0)) for t in retain}
+        out["corpus_ce"] = corpus_ce(model, corpus)
+        for name in ("few_shot", "reworded", "format"):
+            if name in sets:
+                out[name] = accuracy(model, tok, sets[name])
+        out["probe"] = probe_accuracy(model, tok, forget, layer, cfg.probe_examples, cfg.n_eval, cfg.seed)
+        if original is not None:
+            moved = last_token_acts(model, tok, sets["clean"], layer) - last_token_acts(original, tok, sets["clean"], layer)
+            with edit_output(model, layer, ablate_fn(moved.mean(0))):
+                out["ablation"] = accuracy(model, tok, sets["clean"])
+    tuned = relearn(model, tok, forget, edit, cfg.relearn_examples, cfg.relearn_steps, cfg.relearn_lr, cfg.seed)
+    with edit(tuned):
+        out["relearn"] = accuracy(tuned, tok, sets["clean"])
+    out["retain_mean"] = sum(out["retain"].values()) / len(out["retain"])
+    return out

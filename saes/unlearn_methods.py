@@ -1,0 +1,168 @@
+"""SSPU stage 3 and its baselines, trained by one loop with the same data, parameters and step budget.
+
+- SSPU: forget activations at layer l pushed toward c*u, u a random direction projected into the irrelevant
+  subspace; retain activations held to the frozen model's; and the penalty (reg_weight / 2) ||(I - Q Q^T) dW||^2
+  on the part of each updated matrix's change that writes outside the relevant subspace (Q: its orthonormal
+  basis), applied as a proximal step (see `_shrink_outside`).
+- RMU (Li et al. 2024): the same push with u ~ uniform[0, 1) normalised, no subspace term.
+- Gradient ascent: minus the answer cross-entropy on forget prompts, plus it on retain prompts.
+- SAE clamping (inference only): where any forget feature fires at layer l, set the forget features to
+  -clamp x their max activation, decode, keep the SAE error term.
+Only the named parameters train; everything else stays bit-identical.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+METHODS = ("sspu", "rmu", "gradient_ascent")
+
+
+@dataclass
+class Batches:
+    forget: tuple[torch.Tensor, torch.Tensor]  # inputs (prompt + answer), answer targets
+    retain: list[tuple[torch.Tensor, torch.Tensor]]  # one pair per retain task
+    corpus: torch.Tensor  # [n, seq] base-corpus token ids
+
+
+def block(model, layer: int):
+    return model.gpt_neox.layers[layer]
+
+
+@contextmanager
+def capture(model, layer: int):
+    """Record block `layer`'s output (the residual stream after it, hook_resid_post) during forwards."""
+    seen = []
+    handle = block(model, layer).register_forward_hook(lambda m, i, o: seen.append(o[0] if isinstance(o, tuple) else o))
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def edit_output(model, layer: int, fn):
+    """Replace block `layer`'s output by fn(output) during forwards (clamping, direction ablation)."""
+    def hook(m, i, o):
+        if isinstance(o, tuple):
+            return (fn(o[0]), *o[1:])
+        return fn(o)
+    handle = block(model, layer).register_forward_hook(hook)
+    try:
+        yield model
+    finally:
+        handle.remove()
+
+
+def param_names(model, layers: list[int], params: str) -> list[str]:
+    """`params`: comma-separated module suffixes inside the chosen blocks (default: the MLP output projection)."""
+    suffixes = [s.strip() for s in params.split(",")]
+    names = [n for n, _ in model.named_parameters()
+             if any(n.startswith(f"gpt_neox.layers.{l}.") for l in layers) and any(f".{s}." in n for s in suffixes)]
+    return names
+
+
+def control_vector(d: int, seed: int, basis: torch.Tensor | None) -> torch.Tensor:
+    """u ~ uniform[0, 1)^d, projected into `basis`'s span when given, normalised."""
+    u = torch.rand(d, generator=torch.Generator().manual_seed(seed))
+    if basis is not None:
+        u = basis @ (basis.T @ u)
+    return u / u.norm()
+
+
+def _pick(x: tuple[torch.Tensor, torch.Tensor], step: int, batch: int, seed: int):
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    idx = torch.randint(len(x[0]), (batch,), generator=g)
+    return x[0][idx], x[1][idx]
+
+
+def _answer_ce(model, inputs, targets):
+    return F.cross_entropy(model(input_ids=inputs).logits[:, -2], targets)
+
+
+def train(method: str, base, data: Batches, names: list[str], layer: int, steps: int, lr: float, seed: int,
+          coef: float = 0.0, u: torch.Tensor | None = None, retain_weight: float = 1.0, reg_weight: float = 0.0,
+          relevant: torch.Tensor | None = None, batch: int = 32, progress=None):
+    """A copy of `base` after `steps` of `method`; only `names` change."""
+    model = copy.deepcopy(base)
+    frozen = base.eval()
+    params = dict(model.named_parameters())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    trained = [params[n] for n in names]
+    for p in trained:
+        p.requires_grad_(True)
+    start = {n: params[n].detach().clone() for n in names}
+    opt = torch.optim.AdamW(trained, lr=lr, weight_decay=0.0)
+    outside = None if relevant is None else torch.eye(relevant.shape[0]) - relevant @ relevant.T
+    model.train()
+    for step in range(steps):
+        f_in, f_t = _pick(data.forget, step, batch, seed)
+        r_in, r_t = _pick(data.retain[step % len(data.retain)], step, batch, seed + 1)
+        if method == "gradient_ascent":
+            loss = -_answer_ce(model, f_in, f_t) + retain_weight * _answer_ce(model, r_in, r_t)
+        else:
+            corpus = data.corpus[torch.randint(len(data.corpus), (max(1, batch // 4),),
+                                               generator=torch.Generator().manual_seed(seed + step))]
+            with capture(model, layer) as h:
+                model(input_ids=f_in)
+                model(input_ids=r_in)
+                model(input_ids=corpus)
+            with torch.no_grad(), capture(frozen, layer) as h0:
+                frozen(input_ids=r_in)
+                frozen(input_ids=corpus)
+            loss = F.mse_loss(h[0], (coef * u).expand_as(h[0]))
+            loss = loss + retain_weight * (F.mse_loss(h[1], h0[0]) + F.mse_loss(h[2], h0[1]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if method == "sspu" and reg_weight and outside is not None:
+            _shrink_outside(params, start, names, outside, reg_weight)
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(method=method, loss=f"{loss.item():.4f}")
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@torch.no_grad()
+def _shrink_outside(params: dict, start: dict, names: list[str], outside: torch.Tensor, reg_weight: float) -> None:
+    """The subspace penalty (reg_weight / 2) * ||(I - Q Q^T) dW||^2 as a proximal step after each Adam step:
+    the update's component outside the relevant subspace is divided by (1 + reg_weight). A penalty added to
+    the loss does not hold under Adam, whose per-coordinate scaling undoes it (the test shows the difference);
+    this decoupled form does, as AdamW decouples weight decay."""
+    d = outside.shape[0]
+    for n in names:
+        if params[n].shape[0] != d:  # only matrices and biases that write into the residual stream
+            continue
+        delta = (params[n] - start[n]).reshape(d, -1)
+        params[n].sub_((outside @ delta).reshape(params[n].shape) * (reg_weight / (1 + reg_weight)))
+
+
+def clamp_fn(sae, features: list[int], clamp: float, max_acts: torch.Tensor):
+    """The conditional clamping edit of block l's output (see the module docstring)."""
+    target = -clamp * max_acts[features]
+
+    @torch.no_grad()
+    def edit(h):
+        f = sae.encode(h)
+        error = h - sae.decode(f)
+        fires = (f[..., features] > 0).any(-1, keepdim=True)
+        f[..., features] = torch.where(fires, target.expand_as(f[..., features]), f[..., features])
+        return sae.decode(f) + error
+    return edit
+
+
+def ablate_fn(direction: torch.Tensor):
+    d = direction / direction.norm()
+
+    def edit(h):
+        return h - (h @ d)[..., None] * d
+    return edit

@@ -1,0 +1,80 @@
+"""SSPU stages 1 and 2 (METHODS.md §3): choose the layer and the features from data, and build the subspaces.
+
+Stage 1. For latent j at a candidate layer, a_j(x) is its activation averaged over the tokens of text x. With
+mu_F, mu_R the means of a_j over forget and retain texts and s_F, s_R their standard deviations, the score is
+the standardised difference (Cohen's d)
+
+    score_j = (mu_F - mu_R) / sqrt((s_F^2 + s_R^2) / 2 + 1e-6)
+
+so a latent scores high when it fires more on forget text than retain text, relative to its spread. The layer
+is the candidate whose top-N scores are largest on average. The top-N latents are the forget features; the N
+live latents with the smallest |score| are the irrelevant ones (tied to neither domain).
+
+Stage 2. QR of the stacked decoder directions gives orthonormal bases (columns) of the relevant subspace
+(span of the forget features' directions) and of the irrelevant one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from interp.errors import InterpError
+
+
+@dataclass
+class Selection:
+    hook: str
+    layer: int
+    forget: list[int]  # forget features, highest score first
+    irrelevant: list[int]
+    scores: torch.Tensor  # [d_sae]
+    layer_scores: dict[int, float]  # candidate layer -> mean top-N score
+
+
+@torch.no_grad()
+def mean_activations(bridge, hook: str, sae, batches: list[torch.Tensor]) -> torch.Tensor:
+    """[n_texts, d_sae]: each latent's activation averaged over each text's tokens."""
+    out = []
+    for ids in batches:
+        _, cache = bridge.run_with_cache(ids, names_filter=[hook])
+        out.append(sae.encode(cache[hook]).mean(1))
+    return torch.cat(out)
+
+
+def feature_scores(forget: torch.Tensor, retain: torch.Tensor) -> torch.Tensor:
+    mu_f, mu_r = forget.mean(0), retain.mean(0)
+    var = (forget.var(0, unbiased=False) + retain.var(0, unbiased=False)) / 2
+    return (mu_f - mu_r) / torch.sqrt(var + 1e-6)
+
+
+def select(bridge, saes: dict[int, tuple[str, object]], forget_batches, retain_batches, n_features: int,
+           layer: int | None = None) -> Selection:
+    """`saes`: layer -> (hook, SAE). With `layer` None the layer is chosen from the data."""
+    for l, (_, sae) in saes.items():
+        if n_features > sae.cfg.d_sae // 2:
+            raise InterpError(f"--features {n_features} is too many for an SAE of {sae.cfg.d_sae} latents "
+                              f"(at most {sae.cfg.d_sae // 2}: N forget and N irrelevant features)")
+    if layer is not None and layer not in saes:
+        raise InterpError(f"no SAE at layer {layer}; the SAE run has layers {sorted(saes)}")
+    per_layer = {}
+    for l, (hook, sae) in saes.items():
+        if layer is not None and l != layer:
+            continue
+        scores = feature_scores(mean_activations(bridge, hook, sae, forget_batches),
+                                mean_activations(bridge, hook, sae, retain_batches))
+        per_layer[l] = (hook, scores, scores.topk(n_features).values.mean().item())
+    best = max(per_layer, key=lambda l: per_layer[l][2])
+    hook, scores, _ = per_layer[best]
+    forget = scores.topk(n_features).indices.tolist()
+    alive = torch.nonzero(scores != 0).flatten()  # never-firing latents score exactly 0: not "irrelevant", dead
+    irrelevant = alive[scores[alive].abs().argsort()[:n_features]].tolist()
+    return Selection(hook, best, forget, irrelevant, scores, {l: v[2] for l, v in per_layer.items()})
+
+
+def basis(sae, latents: list[int]) -> torch.Tensor:
+    """[d_in, r] orthonormal basis of the span of the latents' decoder directions (reduced QR)."""
+    q, r = torch.linalg.qr(sae.W_dec[latents].detach().float().T)
+    keep = r.diagonal().abs() > 1e-6 * r.diagonal().abs().max()  # drop directions the others already span
+    return q[:, keep]

@@ -1,0 +1,137 @@
+"""SSPU: feature scores, subspace bases, the constrained update, clamping, a tiny end-to-end run, bad inputs."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from saes import unlearn_methods as um
+from saes.unlearn_select import basis, feature_scores
+
+HOOKS = ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
+
+
+@pytest.fixture(scope="module")
+def sae_run(tmp_path_factory):
+    from saes import SAETrainConfig, train_sae
+
+    out = tmp_path_factory.mktemp("unlearn") / "sae"
+    train_sae(SAETrainConfig(hooks=HOOKS, k=[16], tokens=16 * 1024, batch_size=1024, lr=3e-3, eval_tokens=4096,
+                             feature_tokens=4096, out=str(out)), show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(sae_run):
+    from interp.loading import load_model
+    from saes.unlearn import UnlearnConfig, _batches, load_saes
+
+    tok = load_model("pythia-mini", bridge=False).tokenizer
+    base = load_model("pythia-mini", bridge=False).model.eval()
+    saes = load_saes(sae_run, "pythia-mini")
+    return base, _batches(tok, UnlearnConfig()), saes
+
+
+def test_scores_rank_forget_tied_latents_first():
+    forget = torch.tensor([[3.0, 1.0, 0.0], [2.0, 1.0, 0.0], [4.0, 1.0, 0.0]])
+    retain = torch.tensor([[0.0, 1.0, 2.0], [0.5, 1.0, 3.0], [0.0, 1.0, 2.5]])
+    s = feature_scores(forget, retain)
+    assert s[0] > 2 and s[1] == 0 and s[2] < -2
+
+
+def test_bases_are_orthonormal_and_span_the_directions(setup):
+    _, _, saes = setup
+    sae = saes[2][1]
+    latents = list(range(0, 40, 3))
+    q = basis(sae, latents)
+    assert q.shape == (sae.cfg.d_in, len(latents))
+    assert torch.allclose(q.T @ q, torch.eye(q.shape[1]), atol=1e-5)
+    w = sae.W_dec[latents].detach()
+    assert (w.T - q @ (q.T @ w.T)).norm() / w.norm() < 1e-5  # every direction lies in the span
+    other = sae.W_dec[100].detach()
+    assert (other - q @ (q.T @ other)).norm() > 0.1 * other.norm()  # and the span is not everything
+
+
+def test_only_chosen_parameters_change_and_the_update_stays_in_the_subspace(setup):
+    base, data, saes = setup
+    sae = saes[2][1]
+    relevant = basis(sae, list(range(8)))
+    names = um.param_names(base, [0, 1, 2], "dense_4h_to_h")
+    assert len(names) == 6
+    kw = dict(coef=20.0, u=um.control_vector(128, 0, basis(sae, list(range(100, 108)))), retain_weight=1.0,
+              relevant=relevant, batch=8)
+    free = um.train("rmu", base, data, names, 2, 4, 1e-2, 0, **kw)
+    held = um.train("sspu", base, data, names, 2, 4, 1e-2, 0, reg_weight=10.0, **kw)
+    before = dict(base.named_parameters())
+    for model in (free, held):
+        for n, p in model.named_parameters():
+            assert torch.equal(p, before[n]) == (n not in names), n
+    outside = torch.eye(128) - relevant @ relevant.T
+    share = lambda m, n: ((outside @ (dict(m.named_parameters())[n] - before[n]).reshape(128, -1)).norm()
+                          / (dict(m.named_parameters())[n] - before[n]).norm()).item()
+    w = "gpt_neox.layers.2.mlp.dense_4h_to_h.weight"
+    assert share(held, w) < 0.5 * share(free, w)
+
+
+def test_control_vector_lies_in_the_irrelevant_subspace(setup):
+    q = basis(setup[2][2][1], list(range(50, 60)))
+    u = um.control_vector(128, 3, q)
+    assert u.norm().item() == pytest.approx(1.0) and (u - q @ (q.T @ u)).norm() < 1e-5
+
+
+def test_clamping_edits_only_where_forget_features_fire(setup):
+    _, _, saes = setup
+    sae = saes[2][1]
+    h = torch.randn(2, 5, 128) * 3
+    f = sae.encode(h)
+    feature = int(f[0, 0].argmax())
+    edit = um.clamp_fn(sae, [feature], 1.0, torch.ones(sae.cfg.d_sae))
+    out = edit(h)
+    fires = f[..., feature] > 0
+    assert fires.any()
+    assert torch.allclose(out[~fires], h[~fires], atol=1e-4)  # decode + error term gives h back
+    assert (sae.encode(out)[..., feature][fires] <= f[..., feature][fires]).all()
+
+
+def test_tiny_end_to_end_run(sae_run, tmp_path):
+    from interp.loading import load_model
+    from saes.unlearn import UnlearnConfig, unlearn
+
+    out = tmp_path / "run"
+    report = unlearn(UnlearnConfig(model="pythia-mini", sae=str(sae_run), steps=3, n_eval=40, probe_examples=60,
+                                   relearn_steps=1, features=4, out=str(out)), show_progress=False)
+    assert set(report["rows"]) == {"original", "sspu", "rmu", "gradient_ascent", "sae_clamping"}
+    assert report["layer"] in (1, 2) and set(report["changed_params"]) <= set(report["params"])
+    for name, row in report["rows"].items():
+        assert 0 <= row["forget"] <= 1 and set(row["retain"]) == {"add_sub", "sequence", "lcm", "function"}
+        assert {"few_shot", "reworded", "format", "relearn", "probe"} <= set(row)
+        assert ("ablation" in row) == (name != "original")
+    assert not out.with_name("run.partial").exists()
+    sel = json.loads((out / "selection.json").read_text())
+    assert len(sel["forget_features"]) == 4 and sel["forget_features"][0]["score"] >= sel["forget_features"][-1]["score"]
+    assert "| sspu |" in (out / "report.md").read_text()
+    assert load_model(str(out / "model"), bridge=False).model.config.num_hidden_layers == 4
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "interp.cli", "unlearn", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--forget", "mul_div", "--retain", "mul_div,add_sub"], "overlap in mul_div"),
+    (["--retain", ""], "must each name at least one task"),
+    (["--forget", "nope"], "unknown task"),
+    (["--features", "5000"], "too many"),
+])
+def test_bad_inputs(sae_run, tmp_path, args, message):
+    out = tmp_path / "bad"
+    r = _cli("--model", "pythia-mini", "--sae", str(sae_run), "--out", str(out), *args)
+    assert r.returncode != 0 and message in r.stderr.strip().splitlines()[-1], r.stderr[-500:]
+    assert not out.exists() and not out.with_name("bad.partial").exists()
+
+
+def test_sae_of_another_model_is_refused(sae_run, tmp_path):
+    r = _cli("--model", "mdlm-mini", "--sae", str(sae_run), "--out", str(tmp_path / "x"))
+    assert r.returncode != 0 and "was trained on pythia-mini, not on mdlm-mini" in r.stderr.strip().splitlines()[-1]

@@ -162,6 +162,8 @@ def unlearn(cfg: UnlearnConfig = UnlearnConfig(), show_progress: bool = True) ->
     out = Path(cfg.out)
     if (out / "report.json").exists():
         return json.loads((out / "report.json").read_text())
+    if out.exists():
+        raise InterpError(f"{out} exists and is not a finished unlearn run; choose another --out")
     work = out.with_name(out.name + ".partial")
     if work.exists():
         shutil.rmtree(work)  # a run is minutes long: an interrupted one starts over
@@ -175,8 +177,8 @@ def unlearn(cfg: UnlearnConfig = UnlearnConfig(), show_progress: bool = True) ->
     forget, retain = cfg.forget_tasks()[0], cfg.retain_tasks()
     data = _batches(tok, cfg)
     enc = lambda batch: [batch[0][i:i + 64] for i in range(0, min(len(batch[0]), 512), 64)]
-    sel = select(loaded.bridge, saes, enc(data.forget), [b for r in data.retain for b in enc(r)] +
-                 [data.corpus[:128]], cfg.features, cfg.layer)
+    sel = select(loaded.bridge, saes, enc(data.forget), [b for r in data.retain for b in enc(r)], cfg.features,
+                 cfg.layer)
     hook, sae = saes[sel.layer]
     relevant, irrelevant = basis(sae, sel.forget), basis(sae, sel.irrelevant)
     layers = [l for l in range(sel.layer - 2, sel.layer + 1) if l >= 0]
@@ -213,8 +215,6 @@ def unlearn(cfg: UnlearnConfig = UnlearnConfig(), show_progress: bool = True) ->
     tok.save_pretrained(work / "model")
     (work / "report.json").write_text(json.dumps(report, indent=1))
     (work / "report.md").write_text(table(report))
-    if out.exists():
-        shutil.rmtree(out)
     work.rename(out)
     return report
 

@@ -37,7 +37,7 @@ def unlearn_cmd(
     from .unlearn import table, unlearn
 
     report = unlearn(_config(ctx.params))
-    console.print(table(report))
+    print(table(report))  # plain Markdown, never wrapped
     console.print(f"written: {out} (model/, selection.json, bases.safetensors, report.json, report.md)")
 
 
@@ -58,7 +58,7 @@ def unlearn_experiment_cmd(ctx: typer.Context, seeds: int = typer.Option(3),
     from .unlearn import experiment
 
     result = experiment(_config(ctx.parent.params), seeds, out)
-    console.print(result["markdown"])
+    print(result["markdown"])
     console.print(f"written: {out / 'experiment.json'} and {out / 'experiment.md'}")
 
 

@@ -1,7 +1,7 @@
 """SSPU stages 1 and 2 (METHODS.md §3): choose the layer and the features from data, and build the subspaces.
 
-Stage 1. For latent j at a candidate layer, a_j(x) is its activation averaged over the tokens of text x. With
-mu_F, mu_R the means of a_j over forget and retain texts and s_F, s_R their standard deviations, the score is
+Stage 1. For latent j at a candidate layer, a_j(x) is its activation at the position of prompt x that
+predicts the answer. With mu_F, mu_R the means of a_j over forget and retain prompts and s_F, s_R their standard deviations, the score is
 the standardised difference (Cohen's d)
 
     score_j = (mu_F - mu_R) / sqrt((s_F^2 + s_R^2) / 2 + 1e-6)
@@ -34,12 +34,14 @@ class Selection:
 
 
 @torch.no_grad()
-def mean_activations(bridge, hook: str, sae, batches: list[torch.Tensor]) -> torch.Tensor:
-    """[n_texts, d_sae]: each latent's activation averaged over each text's tokens."""
+def answer_activations(bridge, hook: str, sae, batches: list[torch.Tensor]) -> torch.Tensor:
+    """[n_prompts, d_sae]: the latents at the position that predicts the answer (the last prompt token;
+    each batch row is a prompt followed by its answer). The task prompts share their instruction, so a mean
+    over all tokens would mostly measure the instruction and the operator token."""
     out = []
     for ids in batches:
         _, cache = bridge.run_with_cache(ids, names_filter=[hook])
-        out.append(sae.encode(cache[hook]).mean(1))
+        out.append(sae.encode(cache[hook][:, -2]))
     return torch.cat(out)
 
 
@@ -62,8 +64,8 @@ def select(bridge, saes: dict[int, tuple[str, object]], forget_batches, retain_b
     for l, (hook, sae) in saes.items():
         if layer is not None and l != layer:
             continue
-        scores = feature_scores(mean_activations(bridge, hook, sae, forget_batches),
-                                mean_activations(bridge, hook, sae, retain_batches))
+        scores = feature_scores(answer_activations(bridge, hook, sae, forget_batches),
+                                answer_activations(bridge, hook, sae, retain_batches))
         per_layer[l] = (hook, scores, scores.topk(n_features).values.mean().item())
     best = max(per_layer, key=lambda l: per_layer[l][2])
     hook, scores, _ = per_layer[best]

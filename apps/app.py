@@ -121,13 +121,12 @@ def build_app(root: str | Path = "runs") -> gr.Blocks:
                 alloc_plot = gr.Plot()
         listing_out = gr.JSON(visible=False)
 
-        table_fn = _shown(lambda rel, s, d: features.table(rel, s, d))
-        page_fn = _shown(features.page)
-        sae.change(table_fn, [sae, sort_by, dead], table, api_name="feature_table")
-        sort_by.change(table_fn, [sae, sort_by, dead], table, api_name=False)
-        dead.change(table_fn, [sae, sort_by, dead], table, api_name=False)
+        for trigger in (sae.change, sort_by.change, dead.change):
+            trigger(_shown(features.table), [sae, sort_by, dead], table,
+                    api_name="feature_table" if trigger == sae.change else False)
         sae.change(_shown(first_latent), [sae, sort_by], latent, api_name=False)
-        latent.change(page_fn, [sae, latent], [page, hist, logits, near], api_name="feature_page")
+        latent.change(_shown(features.page), [sae, latent], [page, hist, logits, near], api_name="feature_page")
+
         def pick(evt: gr.SelectData):
             return evt.row_value[0]
         table.select(pick, None, latent, api_name=False)

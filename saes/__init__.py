@@ -12,4 +12,5 @@ from interp.lazy import lazy_getattr
 
 __getattr__ = lazy_getattr(__name__, {
     "SAETrainConfig": "config", "train_sae": "train", "SAETrainResult": "train", "load_sae": "train",
-    "evaluate_run": "run_eval", "spliced": "evaluate", "feature_stats": "features", "FeatureStore": "feature_store"})
+    "evaluate_run": "run_eval", "spliced": "evaluate", "feature_stats": "features", "FeatureStore": "feature_store",
+    "unlearn": "unlearning", "UnlearnConfig": "unlearning"})

@@ -34,7 +34,7 @@ def unlearn_cmd(
     """Select features, build subspaces, unlearn; evaluate every method clean and under attack; one table."""
     if ctx.invoked_subcommand is not None:
         return
-    from .unlearn import table, unlearn
+    from .unlearning import table, unlearn
 
     report = unlearn(_config(ctx.params))
     print(table(report))  # plain Markdown, never wrapped
@@ -42,7 +42,7 @@ def unlearn_cmd(
 
 
 def _config(params: dict, **overrides):
-    from .unlearn import UnlearnConfig
+    from .unlearning import UnlearnConfig
 
     keys = ("model", "forget", "retain", "layer", "features", "steering_coef", "retain_weight", "reg_weight", "params",
             "steps", "lr", "seed")
@@ -55,7 +55,7 @@ def _config(params: dict, **overrides):
 def unlearn_experiment_cmd(ctx: typer.Context, seeds: int = typer.Option(3),
                            out: Path = typer.Option(Path("runs/unlearn/experiment"))) -> None:
     """Seeds 0..N-1 with the options given before `experiment`; mean +- std per method and metric."""
-    from .unlearn import experiment
+    from .unlearning import experiment
 
     result = experiment(_config(ctx.parent.params), seeds, out)
     print(result["markdown"])

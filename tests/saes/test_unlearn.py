@@ -26,7 +26,7 @@ def sae_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def setup(sae_run):
     from interp.loading import load_model
-    from saes.unlearn import UnlearnConfig, _batches, load_saes
+    from saes.unlearning import UnlearnConfig, _batches, load_saes
 
     tok = load_model("pythia-mini", bridge=False).tokenizer
     base = load_model("pythia-mini", bridge=False).model.eval()
@@ -97,7 +97,7 @@ def test_clamping_edits_only_where_forget_features_fire(setup):
 
 def test_tiny_end_to_end_run(sae_run, tmp_path):
     from interp.loading import load_model
-    from saes.unlearn import UnlearnConfig, unlearn
+    from saes.unlearning import UnlearnConfig, unlearn
 
     out = tmp_path / "run"
     report = unlearn(UnlearnConfig(model="pythia-mini", sae=str(sae_run), steps=3, n_eval=40, probe_examples=60,

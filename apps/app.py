@@ -43,16 +43,18 @@ def _partner(circuits) -> str | None:
 def build_app(root: str | Path = "runs") -> gr.Blocks:
     runs = RunsDir(root)
     features, inspector = FeatureBrowser(runs), CircuitInspector(runs)
-    saes, circuits, allocations = runs.scan()
+    found = runs.scan()
+    saes, circuits, allocations = found.saes, found.circuits, found.allocations
     sae_choices = [(e.label, e.path) for e in saes]
     circuit_choices = [(e.label, e.path) for e in circuits]
     first_sae = saes[0].path if saes else None
 
     def listing():
-        s, c, a = runs.scan()
+        now = runs.scan()
         # "location", not "path": gradio_client would take a dict with a "path" key for a file to download
         entry = lambda e: {("location" if k == "path" else k): v for k, v in vars(e).items()}
-        return {"saes": [entry(e) for e in s], "circuits": [entry(e) for e in c], "allocations": a}
+        return {"saes": [entry(e) for e in now.saes], "circuits": [entry(e) for e in now.circuits],
+                "allocations": now.allocations, "selections": now.selections}
 
     def first_latent(rel, sort_by):
         rows = features.table(rel, sort_by)
@@ -119,6 +121,10 @@ def build_app(root: str | Path = "runs") -> gr.Blocks:
                 alloc = gr.Dropdown(allocations, value=allocations[0] if allocations else None, label="allocation.json",
                                     allow_custom_value=True)
                 alloc_plot = gr.Plot()
+        with gr.Tab("Unlearning"):
+            selection = gr.Dropdown(found.selections, value=found.selections[0] if found.selections else None,
+                                    label="unlearning run (selection.json)", allow_custom_value=True)
+            selection_out = gr.HTML(elem_id="unlearn-features")
         listing_out = gr.JSON(visible=False)
 
         for trigger in (sae.change, sort_by.change, dead.change):
@@ -141,6 +147,7 @@ def build_app(root: str | Path = "runs") -> gr.Blocks:
         compare_btn.click(_shown(inspector.compare), [circ_a, circ_b, share, top_n, qkv, by, rule, r_other, r_critical],
                           [cmp_plot, change_plot, cmp_summary], api_name="compare")
         alloc.change(_shown(inspector.allocation), alloc, alloc_plot, api_name="allocation")
+        selection.change(_shown(features.selection), selection, selection_out, api_name="unlearn_features")
         app.load(listing, None, listing_out, api_name="runs")
 
         def opening():  # the newest SAE's table and first feature, the newest circuit

@@ -117,3 +117,12 @@ class FeatureBrowser:
         how = (f"amp {amp} x the position's max activation, {positions} positions, every denoising step"
                if model.is_diffusion else f"+{strength} x decoder direction at {hook}")
         return html.steer_html(result, latent, how)
+
+    def selection(self, rel: str) -> str:
+        """An unlearning run's forget and irrelevant features, with their scores and top contexts."""
+        import json
+
+        path = self.runs.path(rel)
+        if path.name != "selection.json" or not path.exists():
+            raise InterpError(f"{rel} is not an unlearning selection.json in the runs directory")
+        return html.selection_html(json.loads(path.read_text()))

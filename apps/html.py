@@ -71,6 +71,19 @@ def steer_html(result: dict, latent: int, how: str) -> str:
             f"<td>{esc(result['prompt'])} <i>{esc(result['steered'])}</i></td></tr></table>")
 
 
+def selection_html(sel: dict) -> str:
+    """SSPU's chosen layer, then each forget and irrelevant feature: its score and top contexts."""
+    parts = [f"<p>layer {esc(sel['layer'])} ({esc(sel['hook'])}); mean top-N score per candidate layer: "
+             + ", ".join(f"{esc(l)}: {v:.2f}" for l, v in sel["layer_scores"].items()) + "</p>"]
+    for title, key in (("forget features", "forget_features"), ("irrelevant features", "irrelevant_features")):
+        parts.append(f"<h3>{title}</h3>")
+        for f in sel[key]:
+            scale = max((c["act"] for c in f["top"]), default=1.0)
+            parts.append(f"<h4>latent {esc(f['latent'])} · score {f['score']:+.2f}</h4>")
+            parts += [context_html(c, scale) for c in f["top"]]
+    return "\n".join(parts)
+
+
 CSS = """
 .ctx { font-family: ui-monospace, monospace; margin: 2px 0; line-height: 1.7; }
 .tok { padding: 1px 2px; border-radius: 3px; }

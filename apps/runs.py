@@ -43,6 +43,14 @@ class CircuitEntry:
         return f"{Path(self.model).name} · {self.task} · {self.path}"
 
 
+@dataclass
+class Found:
+    saes: list[SAEEntry]
+    circuits: list[CircuitEntry]
+    allocations: list[str]
+    selections: list[str]  # unlearning runs' selection.json
+
+
 class RunsDir:
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
@@ -65,15 +73,17 @@ class RunsDir:
             dirs[:] = [d for d in dirs if d not in SKIP and not d.startswith((".", "venv")) and not d.endswith(".partial")]
             yield Path(dirpath), files
 
-    def scan(self) -> tuple[list[SAEEntry], list[CircuitEntry], list[str]]:
-        """SAEs (with feature statistics), circuits and allocations, newest first."""
-        saes, circuits, allocations = [], [], []
+    def scan(self) -> Found:
+        """SAEs (with feature statistics), circuits, allocations and unlearning selections, newest first."""
+        saes, circuits, allocations, selections = [], [], [], []
         for d, files in self._walk():
             if "cfg.json" in files and "features.json" in files and d.parent.name == "saes":
                 saes.append(self._sae(d))
             for f in files:
                 if f == "allocation.json":
                     allocations.append(((d / f).stat().st_mtime, self.rel(d / f)))
+                elif f == "selection.json":
+                    selections.append(((d / f).stat().st_mtime, self.rel(d / f)))
                 elif f.endswith(".json") and f not in ("cfg.json", "features.json", "config.json"):
                     with open(d / f, "rb") as fh:
                         head = fh.read(64)
@@ -83,7 +93,8 @@ class RunsDir:
                                                      (d / f).stat().st_mtime))
         saes.sort(key=lambda e: -e.mtime)
         circuits.sort(key=lambda e: (-e.mtime, e.path))
-        return saes, circuits, [p for _, p in sorted(allocations, reverse=True)]
+        newest = lambda found: [p for _, p in sorted(found, reverse=True)]
+        return Found(saes, circuits, newest(allocations), newest(selections))
 
     def _sae(self, d: Path) -> SAEEntry:
         cfg = json.loads((d / "cfg.json").read_text())

@@ -49,6 +49,19 @@ def runs_dir(tmp_path_factory):
     alloc = allocate(found["eap-ig"], found["eap"], model, FinetuneConfig().target_modules, 4, 16)
     (root / "circuit-lora").mkdir()
     (root / "circuit-lora" / "allocation.json").write_text(json.dumps(alloc.to_dict()))
+
+    # an unlearning run's feature selection (stage 1 of SSPU on the pythia-mini SAE)
+    from saes.train import load_sae
+    from saes.unlearning import UnlearnConfig, _batches, _selection_json
+    from saes.unlearn_select import select
+
+    loaded = load_model("pythia-mini")
+    data = _batches(loaded.tokenizer, UnlearnConfig())
+    sae = load_sae(src)
+    sel = select(loaded.bridge, {2: ("blocks.2.hook_resid_post", sae)}, [data.forget[0][:64]],
+                 [r[0][:64] for r in data.retain], 4)
+    (root / "unlearn").mkdir()
+    (root / "unlearn" / "selection.json").write_text(json.dumps(_selection_json(sel, src)))
     return root
 
 

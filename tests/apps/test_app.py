@@ -36,6 +36,7 @@ def test_listing_finds_every_run(client):
     assert {s["location"] for s in runs["saes"]} == {AR, DLM, HTML_SAE}
     assert {c["location"] for c in runs["circuits"]} == {EAP_IG, EAP}
     assert runs["allocations"] == ["circuit-lora/allocation.json"]
+    assert runs["selections"] == ["unlearn/selection.json"]
     assert all(s["d_sae"] == 2048 and s["k"] == 8 for s in runs["saes"])
 
 
@@ -134,6 +135,17 @@ def test_circuit_views(client, runs_dir):
     assert "critical" in alloc["layout"]["title"]["text"] and len(alloc["data"][0]["x"]) == c.graph.n_layers + 1
 
 
+def test_unlearning_selection(client, runs_dir):
+    sel = json.loads((runs_dir / "unlearn" / "selection.json").read_text())
+    shown = client.predict("unlearn/selection.json", api_name="/unlearn_features")
+    assert "forget features" in shown and "irrelevant features" in shown and "layer 2" in shown
+    for f in sel["forget_features"] + sel["irrelevant_features"]:
+        assert f"latent {f['latent']} · score {f['score']:+.2f}" in shown
+    assert shown.count('class="ctx"') == sum(len(f["top"]) for f in sel["forget_features"] + sel["irrelevant_features"])
+    with pytest.raises(Exception, match="not an unlearning selection.json"):
+        client.predict(EAP_IG, api_name="/unlearn_features")
+
+
 def test_html_is_escaped(client, runs_dir):
     from saes.feature_store import FeatureStore
 
@@ -151,6 +163,7 @@ def test_html_is_escaped(client, runs_dir):
 def test_paths_outside_the_runs_dir_are_refused(client):
     for call in (lambda: client.predict("../../etc", 1, api_name="/feature_page"),
                  lambda: client.predict("/etc/passwd", api_name="/allocation"),
+                 lambda: client.predict("../selection.json", api_name="/unlearn_features"),
                  lambda: client.predict(EAP_IG, "../" * 8 + "etc/x.json", 5, 0, ["v"], "source", "topk:1", 4, 16,
                                         api_name="/compare")):
         with pytest.raises(Exception, match="outside the runs directory"):

@@ -179,8 +179,8 @@ def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True) -> FinetuneR
     if out and resume and (out / "state.pt").exists():
         saved = json.loads((out / "config.json").read_text())
         mine = asdict(cfg)
-        same = lambda c: {k: v for k, v in c.items() if k not in ("steps", "out")}  # a moved run still resumes
-        if same(saved) != same(mine):
+        identity = lambda c: {k: v for k, v in c.items() if k not in ("steps", "out")}  # a moved run still resumes
+        if identity(saved) != identity(mine):
             raise InterpError(f"{out} holds a different fine-tuning run; pass another --out or --no-resume")
         start = load_checkpoint(out / "state.pt", model, opt)
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []

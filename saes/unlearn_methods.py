@@ -62,9 +62,8 @@ def edit_output(model, layer: int, fn):
 def param_names(model, layers: list[int], params: str) -> list[str]:
     """`params`: comma-separated module suffixes inside the chosen blocks (default: the MLP output projection)."""
     suffixes = [s.strip() for s in params.split(",")]
-    names = [n for n, _ in model.named_parameters()
-             if any(n.startswith(f"gpt_neox.layers.{l}.") for l in layers) and any(f".{s}." in n for s in suffixes)]
-    return names
+    return [n for n, _ in model.named_parameters()
+            if any(n.startswith(f"gpt_neox.layers.{l}.") for l in layers) and any(f".{s}." in n for s in suffixes)]
 
 
 def control_vector(d: int, seed: int, basis: torch.Tensor | None) -> torch.Tensor:

@@ -121,7 +121,7 @@ def train(method: str, base, data: Batches, names: list[str], layer: int, steps:
         loss.backward()
         opt.step()
         if method == "sspu" and reg_weight and outside is not None:
-            _shrink_outside(params, start, names, outside, reg_weight)
+            _shrink_outside(params, start, names, outside, lr * reg_weight)
         if progress is not None:
             progress.update(1)
             progress.set_postfix(method=method, loss=f"{loss.item():.4f}")
@@ -132,17 +132,17 @@ def train(method: str, base, data: Batches, names: list[str], layer: int, steps:
 
 
 @torch.no_grad()
-def _shrink_outside(params: dict, start: dict, names: list[str], outside: torch.Tensor, reg_weight: float) -> None:
-    """The subspace penalty (reg_weight / 2) * ||(I - Q Q^T) dW||^2 as a proximal step after each Adam step:
-    the update's component outside the relevant subspace is divided by (1 + reg_weight). A penalty added to
-    the loss does not hold under Adam, whose per-coordinate scaling undoes it (the test shows the difference);
-    this decoupled form does, as AdamW decouples weight decay."""
+def _shrink_outside(params: dict, start: dict, names: list[str], outside: torch.Tensor, strength: float) -> None:
+    """The subspace penalty (reg_weight / 2) * ||(I - Q Q^T) dW||^2 as a proximal step after each Adam step of
+    size lr: the update's component outside the relevant subspace is divided by (1 + lr * reg_weight). A penalty
+    added to the loss does not hold under Adam, whose per-coordinate scaling undoes it (the test shows the
+    difference); this decoupled form does, as AdamW decouples weight decay (also scaled by lr)."""
     d = outside.shape[0]
     for n in names:
         if params[n].shape[0] != d:  # only matrices and biases that write into the residual stream
             continue
         delta = (params[n] - start[n]).reshape(d, -1)
-        params[n].sub_((outside @ delta).reshape(params[n].shape) * (reg_weight / (1 + reg_weight)))
+        params[n].sub_((outside @ delta).reshape(params[n].shape) * (strength / (1 + strength)))
 
 
 def clamp_fn(sae, features: list[int], clamp: float, max_acts: torch.Tensor):

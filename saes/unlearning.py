@@ -8,6 +8,8 @@ trained once with `train_sae` and cached.
 Run directory (written as `<out>.partial`, renamed when complete):
     config.json  selection.json (layer, layer scores, forget and irrelevant features with top contexts)
     bases.safetensors (relevant, irrelevant, u)  model/ (the SSPU model, save_pretrained)  report.json  report.md
+    trained/<method>.safetensors (the trained parameters)  rows/<method>.json (its metrics)
+A stopped run resumes from `<out>.partial` when rerun with the same options.
 """
 
 from __future__ import annotations
@@ -146,7 +148,47 @@ def _selection_json(sel, sae_dir: Path) -> dict:
             "forget_features": [feat(j) for j in sel.forget], "irrelevant_features": [feat(j) for j in sel.irrelevant]}
 
 
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _open_work(cfg: UnlearnConfig, out: Path) -> Path:
+    """`<out>.partial`, resumed when it holds a stopped run of this very configuration."""
+    work = out.with_name(out.name + ".partial")
+    saved = work / "config.json"
+    if work.exists() and not saved.exists():
+        shutil.rmtree(work)  # stopped before anything worth keeping
+    elif saved.exists() and json.loads(saved.read_text()) != asdict(cfg):
+        raise InterpError(f"{work} holds a stopped run with other options; rerun with those, remove it, or choose "
+                          f"another --out")
+    return work
+
+
+def _trained(method: str, base, work: Path, names: list[str], train, bar):
+    """The method's model: loaded from `work/trained/` when a stopped run already trained it."""
+    import copy
+
+    from safetensors.torch import load_file, save_file
+
+    path = work / "trained" / f"{method}.safetensors"
+    if path.exists():
+        model = copy.deepcopy(base)
+        model.load_state_dict(load_file(str(path)), strict=False)
+        bar.update(bar.total // 3)
+        return model
+    model = train(method)
+    path.parent.mkdir(exist_ok=True)
+    params = dict(model.named_parameters())
+    save_file({n: params[n].detach().contiguous() for n in names}, str(path.with_name(path.name + ".tmp")))
+    path.with_name(path.name + ".tmp").replace(path)
+    return model
+
+
 def unlearn(cfg: UnlearnConfig = UnlearnConfig(), show_progress: bool = True) -> dict:
+    """The whole method (module docstring). A stopped run resumes from its `.partial` directory: methods
+    already trained and rows already evaluated are read back, not redone."""
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
@@ -164,9 +206,7 @@ def unlearn(cfg: UnlearnConfig = UnlearnConfig(), show_progress: bool = True) ->
         return json.loads((out / "report.json").read_text())
     if out.exists():
         raise InterpError(f"{out} exists and is not a finished unlearn run; choose another --out")
-    work = out.with_name(out.name + ".partial")
-    if work.exists():
-        shutil.rmtree(work)  # a run is minutes long: an interrupted one starts over
+    work = _open_work(cfg, out)
     model_name = cfg.model or tuned_model()
     loaded = load_model(model_name)
     saes = load_saes(sae_run(cfg, model_name), model_name)
@@ -190,31 +230,42 @@ def unlearn(cfg: UnlearnConfig = UnlearnConfig(), show_progress: bool = True) ->
     coef = cfg.steering_coef * h[0].norm(dim=-1).mean().item()
     u = {"sspu": um.control_vector(base.config.hidden_size, cfg.seed, irrelevant),
          "rmu": um.control_vector(base.config.hidden_size, cfg.seed, None)}
+
+    work.mkdir(parents=True, exist_ok=True)
+    _write(work / "selection.json", json.dumps(_selection_json(sel, dirs[sel.layer]), indent=1))
+    save_file({"relevant": relevant.contiguous(), "irrelevant": irrelevant.contiguous(), "u": u["sspu"].contiguous()},
+              str(work / "bases.safetensors"))
+    _write(work / "config.json", json.dumps(asdict(cfg), indent=1))  # last: marks the directory resumable
+    train = lambda m: um.train(m, base, data, names, sel.layer, cfg.steps, cfg.lr, cfg.seed, coef=coef, u=u.get(m),
+                               retain_weight=cfg.retain_weight if m != "gradient_ascent" else 1.0,
+                               reg_weight=cfg.reg_weight, relevant=relevant, batch=cfg.batch_size, progress=bar)
     bar = tqdm(total=3 * cfg.steps, desc="unlearn", disable=not show_progress)
-    models = {m: um.train(m, base, data, names, sel.layer, cfg.steps, cfg.lr, cfg.seed, coef=coef, u=u.get(m),
-                          retain_weight=cfg.retain_weight if m != "gradient_ascent" else 1.0,
-                          reg_weight=cfg.reg_weight, relevant=relevant, batch=cfg.batch_size, progress=bar)
-              for m in um.METHODS}
+    models = {m: _trained(m, base, work, names, train, bar) for m in um.METHODS}
     bar.close()
+
     corpus = packed_corpus_batch(tok, 16, 64, "unlearn-eval")
     max_acts = torch.tensor(FeatureStore(dirs[sel.layer]).summary["max_act"])
     clamp = lambda m: um.edit_output(m, sel.layer, um.clamp_fn(sae, sel.forget, cfg.clamp, max_acts))
-    rows = {"original": evaluate(base, tok, forget, retain, corpus, sel.layer, cfg)}
-    for m in ("sspu", "rmu", "gradient_ascent"):
-        rows[m] = evaluate(models[m], tok, forget, retain, corpus, sel.layer, cfg, original=base)
-    rows["sae_clamping"] = evaluate(base, tok, forget, retain, corpus, sel.layer, cfg, original=base, edit=clamp)
-    changed = [n for n, p in models["sspu"].named_parameters() if not torch.equal(p, dict(base.named_parameters())[n])]
+    jobs = {"original": lambda: evaluate(base, tok, forget, retain, corpus, sel.layer, cfg)}
+    jobs |= {m: (lambda m=m: evaluate(models[m], tok, forget, retain, corpus, sel.layer, cfg, original=base))
+             for m in um.METHODS}
+    jobs["sae_clamping"] = lambda: evaluate(base, tok, forget, retain, corpus, sel.layer, cfg, original=base,
+                                            edit=clamp)
+    rows = {}
+    (work / "rows").mkdir(exist_ok=True)
+    for name, job in tqdm(jobs.items(), desc="evaluate", disable=not show_progress):
+        path = work / "rows" / f"{name}.json"
+        if not path.exists():
+            _write(path, json.dumps(job()))
+        rows[name] = json.loads(path.read_text())
+    before = dict(base.named_parameters())
+    changed = [n for n, p in models["sspu"].named_parameters() if not torch.equal(p, before[n])]
     report = {"config": asdict(cfg), "model": model_name, "layer": sel.layer, "hook": hook, "params": names,
               "changed_params": changed, "chance": chance(forget, cfg.n_eval), "coef": coef, "rows": rows}
-    work.mkdir(parents=True)
-    (work / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    (work / "selection.json").write_text(json.dumps(_selection_json(sel, dirs[sel.layer]), indent=1))
-    save_file({"relevant": relevant.contiguous(), "irrelevant": irrelevant.contiguous(), "u": u["sspu"].contiguous()},
-              str(work / "bases.safetensors"))
     models["sspu"].save_pretrained(work / "model")
     tok.save_pretrained(work / "model")
-    (work / "report.json").write_text(json.dumps(report, indent=1))
-    (work / "report.md").write_text(table(report))
+    _write(work / "report.json", json.dumps(report, indent=1))
+    _write(work / "report.md", table(report))
     work.rename(out)
     return report
 

@@ -63,7 +63,7 @@ def test_only_chosen_parameters_change_and_the_update_stays_in_the_subspace(setu
     kw = dict(coef=20.0, u=um.control_vector(128, 0, basis(sae, list(range(100, 108)))), retain_weight=1.0,
               relevant=relevant, batch=8)
     free = um.train("rmu", base, data, names, 2, 4, 1e-2, 0, **kw)
-    held = um.train("sspu", base, data, names, 2, 4, 1e-2, 0, reg_weight=10.0, **kw)
+    held = um.train("sspu", base, data, names, 2, 4, 1e-2, 0, reg_weight=1000.0, **kw)
     before = dict(base.named_parameters())
     for model in (free, held):
         for n, p in model.named_parameters():
@@ -95,13 +95,40 @@ def test_clamping_edits_only_where_forget_features_fire(setup):
     assert (sae.encode(out)[..., feature][fires] <= f[..., feature][fires]).all()
 
 
-def test_tiny_end_to_end_run(sae_run, tmp_path):
+def test_tiny_end_to_end_run_resumes_after_a_stop(sae_run, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from interp.errors import InterpError
     from interp.loading import load_model
+    from saes import unlearn_eval
     from saes.unlearning import UnlearnConfig, unlearn
 
     out = tmp_path / "run"
-    report = unlearn(UnlearnConfig(model="pythia-mini", sae=str(sae_run), steps=3, n_eval=40, probe_examples=60,
-                                   relearn_steps=1, features=4, out=str(out)), show_progress=False)
+    cfg = UnlearnConfig(model="pythia-mini", sae=str(sae_run), steps=3, n_eval=40, probe_examples=60,
+                        relearn_steps=1, features=4, out=str(out))
+    evaluate, calls = unlearn_eval.evaluate, []
+
+    def stop_at_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return evaluate(*a, **k)
+    monkeypatch.setattr(unlearn_eval, "evaluate", stop_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        unlearn(cfg, show_progress=False)
+    work = tmp_path / "run.partial"
+    assert not out.exists() and len(list((work / "trained").glob("*.safetensors"))) == 3
+    saved = json.loads((work / "rows" / "original.json").read_text())
+    with pytest.raises(InterpError, match="stopped run with other options"):
+        unlearn(replace(cfg, steps=4), show_progress=False)
+
+    def no_training(*a, **k):
+        raise AssertionError("a trained method was trained again")
+    monkeypatch.setattr(um, "train", no_training)
+    calls.clear()
+    monkeypatch.setattr(unlearn_eval, "evaluate", lambda *a, **k: (calls.append(1), evaluate(*a, **k))[1])
+    report = unlearn(cfg, show_progress=False)
+    assert len(calls) == 3 and report["rows"]["original"] == saved  # only the rows not yet evaluated
     assert set(report["rows"]) == {"original", "sspu", "rmu", "gradient_ascent", "sae_clamping"}
     assert report["layer"] in (1, 2) and set(report["changed_params"]) <= set(report["params"])
     for name, row in report["rows"].items():

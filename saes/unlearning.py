@@ -35,10 +35,10 @@ class UnlearnConfig:
     retain: str = RETAIN
     sae: str | None = None  # an SAE run with resid_post SAEs of this model; None: train one (cached)
     layer: int | None = None  # None: chosen from data among the SAE run's layers
-    features: int = 16
+    features: int = 48
     steering_coef: float = 3.0  # c = coef x mean norm of the layer's activations on forget prompts
     retain_weight: float = 20.0
-    reg_weight: float = 1.0
+    reg_weight: float = 10.0  # the subspace penalty; its proximal step shrinks the outside part by 1 + lr x this
     params: str = "dense_4h_to_h"  # module suffixes in layers l-2..l
     steps: int = 150
     lr: float = 2e-3
@@ -217,7 +217,9 @@ def unlearn(cfg: UnlearnConfig = UnlearnConfig(), show_progress: bool = True) ->
     forget, retain = cfg.forget_tasks()[0], cfg.retain_tasks()
     data = _batches(tok, cfg)
     enc = lambda batch: [batch[0][i:i + 64] for i in range(0, min(len(batch[0]), 512), 64)]
-    sel = select(loaded.bridge, saes, enc(data.forget), [b for r in data.retain for b in enc(r)], cfg.features,
+    deep = {l: v for l, v in saes.items() if l >= 2}  # the update spans l-2..l: layers with two below them
+    candidates = deep if deep and cfg.layer is None else saes
+    sel = select(loaded.bridge, candidates, enc(data.forget), [b for r in data.retain for b in enc(r)], cfg.features,
                  cfg.layer)
     hook, sae = saes[sel.layer]
     relevant, irrelevant = basis(sae, sel.forget), basis(sae, sel.irrelevant)

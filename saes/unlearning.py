@@ -186,42 +186,49 @@ def _trained(method: str, base, work: Path, names: list[str], train, bar):
     return model
 
 
-def unlearn(cfg: UnlearnConfig = UnlearnConfig(), show_progress: bool = True) -> dict:
-    """The whole method (module docstring). A stopped run resumes from its `.partial` directory: methods
-    already trained and rows already evaluated are read back, not redone."""
-    from safetensors.torch import save_file
-    from tqdm.auto import tqdm
+@dataclass
+class Setup:
+    """Everything stages 1 and 2 produce, and what the update needs: shared by `unlearn` and the sweep."""
+    model_name: str
+    base: object  # the frozen HF model
+    tok: object
+    data: object  # unlearn_methods.Batches
+    sel: object  # unlearn_select.Selection
+    sae: object
+    sae_dir: Path
+    relevant: torch.Tensor
+    irrelevant: torch.Tensor
+    names: list[str]  # the parameters the update may change
+    coef: float  # c
+    u: dict  # method -> control vector
 
-    from interp.corpus import packed_corpus_batch
+    def train(self, method: str, cfg: UnlearnConfig, progress=None):
+        from . import unlearn_methods as um
+
+        return um.train(method, self.base, self.data, self.names, self.sel.layer, cfg.steps, cfg.lr, cfg.seed,
+                        coef=self.coef, u=self.u.get(method),
+                        retain_weight=cfg.retain_weight if method != "gradient_ascent" else 1.0,
+                        reg_weight=cfg.reg_weight, relevant=self.relevant, batch=cfg.batch_size, progress=progress)
+
+
+def prepare(cfg: UnlearnConfig) -> Setup:
+    """Load the model and SAEs, choose the layer and features (stage 1), build the subspaces (stage 2)."""
     from interp.loading import load_model
 
     from . import unlearn_methods as um
-    from .feature_store import FeatureStore
-    from .unlearn_eval import chance, evaluate
     from .unlearn_select import basis, select
 
-    cfg.validate()
-    out = Path(cfg.out)
-    if (out / "report.json").exists():
-        return json.loads((out / "report.json").read_text())
-    if out.exists():
-        raise InterpError(f"{out} exists and is not a finished unlearn run; choose another --out")
-    work = _open_work(cfg, out)
     model_name = cfg.model or tuned_model()
     loaded = load_model(model_name)
     saes = load_saes(sae_run(cfg, model_name), model_name)
-    dirs = {l: d for l, (_, _, d) in saes.items()}
-    saes = {l: (hook, sae) for l, (hook, sae, _) in saes.items()}
     base = load_model(model_name, bridge=False).model.eval()  # a plain HF model (the bridge wraps its own copy)
-    tok = loaded.tokenizer
-    forget, retain = cfg.forget_tasks()[0], cfg.retain_tasks()
-    data = _batches(tok, cfg)
+    data = _batches(loaded.tokenizer, cfg)
     enc = lambda batch: [batch[0][i:i + 64] for i in range(0, min(len(batch[0]), 512), 64)]
-    deep = {l: v for l, v in saes.items() if l >= 2}  # the update spans l-2..l: layers with two below them
-    candidates = deep if deep and cfg.layer is None else saes
-    sel = select(loaded.bridge, candidates, enc(data.forget), [b for r in data.retain for b in enc(r)], cfg.features,
-                 cfg.layer)
-    hook, sae = saes[sel.layer]
+    deep = {l: v[:2] for l, v in saes.items() if l >= 2}  # the update spans l-2..l: layers with two below them
+    candidates = deep if deep and cfg.layer is None else {l: v[:2] for l, v in saes.items()}
+    sel = select(loaded.bridge, candidates, enc(data.forget), [b for r in data.retain for b in enc(r)],
+                 cfg.features, cfg.layer)
+    _, sae, sae_dir = saes[sel.layer]
     relevant, irrelevant = basis(sae, sel.forget), basis(sae, sel.irrelevant)
     layers = [l for l in range(sel.layer - 2, sel.layer + 1) if l >= 0]
     names = um.param_names(base, layers, cfg.params)
@@ -232,21 +239,44 @@ def unlearn(cfg: UnlearnConfig = UnlearnConfig(), show_progress: bool = True) ->
     coef = cfg.steering_coef * h[0].norm(dim=-1).mean().item()
     u = {"sspu": um.control_vector(base.config.hidden_size, cfg.seed, irrelevant),
          "rmu": um.control_vector(base.config.hidden_size, cfg.seed, None)}
+    return Setup(model_name, base, loaded.tokenizer, data, sel, sae, sae_dir, relevant, irrelevant, names, coef, u)
+
+
+def unlearn(cfg: UnlearnConfig | None = None, show_progress: bool = True) -> dict:
+    """The whole method (module docstring). A stopped run resumes from its `.partial` directory: methods
+    already trained and rows already evaluated are read back, not redone."""
+    cfg = cfg or UnlearnConfig()
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    from interp.corpus import packed_corpus_batch
+
+    from . import unlearn_methods as um
+    from .feature_store import FeatureStore
+    from .unlearn_eval import chance, evaluate
+
+    cfg.validate()
+    out = Path(cfg.out)
+    if (out / "report.json").exists():
+        return json.loads((out / "report.json").read_text())
+    if out.exists():
+        raise InterpError(f"{out} exists and is not a finished unlearn run; choose another --out")
+    work = _open_work(cfg, out)
+    s = prepare(cfg)
+    base, tok, sel, sae = s.base, s.tok, s.sel, s.sae
+    forget, retain = cfg.forget_tasks()[0], cfg.retain_tasks()
 
     work.mkdir(parents=True, exist_ok=True)
-    _write(work / "selection.json", json.dumps(_selection_json(sel, dirs[sel.layer]), indent=1))
-    save_file({"relevant": relevant.contiguous(), "irrelevant": irrelevant.contiguous(), "u": u["sspu"].contiguous()},
-              str(work / "bases.safetensors"))
+    _write(work / "selection.json", json.dumps(_selection_json(sel, s.sae_dir), indent=1))
+    bases = {"relevant": s.relevant, "irrelevant": s.irrelevant, "u": s.u["sspu"]}
+    save_file({k: v.contiguous() for k, v in bases.items()}, str(work / "bases.safetensors"))
     _write(work / "config.json", json.dumps(asdict(cfg), indent=1))  # last: marks the directory resumable
-    train = lambda m: um.train(m, base, data, names, sel.layer, cfg.steps, cfg.lr, cfg.seed, coef=coef, u=u.get(m),
-                               retain_weight=cfg.retain_weight if m != "gradient_ascent" else 1.0,
-                               reg_weight=cfg.reg_weight, relevant=relevant, batch=cfg.batch_size, progress=bar)
     bar = tqdm(total=3 * cfg.steps, desc="unlearn", disable=not show_progress)
-    models = {m: _trained(m, base, work, names, train, bar) for m in um.METHODS}
+    models = {m: _trained(m, base, work, s.names, lambda m: s.train(m, cfg, bar), bar) for m in um.METHODS}
     bar.close()
 
     corpus = packed_corpus_batch(tok, 16, 64, "unlearn-eval")
-    max_acts = torch.tensor(FeatureStore(dirs[sel.layer]).summary["max_act"])
+    max_acts = torch.tensor(FeatureStore(s.sae_dir).summary["max_act"])
     clamp = lambda m: um.edit_output(m, sel.layer, um.clamp_fn(sae, sel.forget, cfg.clamp, max_acts))
     jobs = {"original": lambda: evaluate(base, tok, forget, retain, corpus, sel.layer, cfg)}
     jobs |= {m: (lambda m=m: evaluate(models[m], tok, forget, retain, corpus, sel.layer, cfg, original=base))
@@ -262,8 +292,8 @@ def unlearn(cfg: UnlearnConfig = UnlearnConfig(), show_progress: bool = True) ->
         rows[name] = json.loads(path.read_text())
     before = dict(base.named_parameters())
     changed = [n for n, p in models["sspu"].named_parameters() if not torch.equal(p, before[n])]
-    report = {"config": asdict(cfg), "model": model_name, "layer": sel.layer, "hook": hook, "params": names,
-              "changed_params": changed, "chance": chance(forget, cfg.n_eval), "coef": coef, "rows": rows}
+    report = {"config": asdict(cfg), "model": s.model_name, "layer": sel.layer, "hook": sel.hook, "params": s.names,
+              "changed_params": changed, "chance": chance(forget, cfg.n_eval), "coef": s.coef, "rows": rows}
     models["sspu"].save_pretrained(work / "model")
     tok.save_pretrained(work / "model")
     _write(work / "report.json", json.dumps(report, indent=1))

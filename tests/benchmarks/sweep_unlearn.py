@@ -61,9 +61,9 @@ def main() -> None:
         s = prepare(cfg)
         row = {"variant": name, "config": asdict(cfg), "layer": s.sel.layer}
         row["sspu"] = clean_accuracy(s.train("sspu", cfg), s.tok, cfg)
-        same_rmu = [r["rmu"] for r in done.values() if rmu_key(r["config"], r["layer"]) == rmu_key(row["config"],
-                                                                                                    row["layer"])]
-        row["rmu"] = same_rmu[0] if same_rmu else clean_accuracy(s.train("rmu", cfg), s.tok, cfg)
+        key = rmu_key(row["config"], row["layer"])
+        same = [r["rmu"] for r in done.values() if rmu_key(r["config"], r["layer"]) == key]
+        row["rmu"] = same[0] if same else clean_accuracy(s.train("rmu", cfg), s.tok, cfg)
         print(f"{name}: layer {row['layer']}, SSPU {row['sspu']}, RMU {row['rmu']}", flush=True)
         done[name] = row
         with log.open("a") as f:

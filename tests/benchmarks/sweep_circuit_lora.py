@@ -28,6 +28,7 @@ VARIANTS = {
     "r-critical 32 (ratio 8)": dict(r_critical=32),
     "lr-critical 8e-3 (2x)": dict(lr_critical=8e-3),
     "match-params (ratio 4)": dict(match_params=True),
+    "match-params + lr-critical 8e-3": dict(match_params=True, lr_critical=8e-3),
 }
 SHARED = ("probe", "circuits", "lora", "adalora")
 

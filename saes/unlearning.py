@@ -25,7 +25,7 @@ from interp.errors import InterpError
 
 RETAIN = "add_sub,sequence,lcm,function"
 TUNED = Path("runs/unlearn/pythia-mini-tasks")
-CANDIDATES = (1, 2, 3)
+SAE_LAYERS = (1, 2, 3)  # the cached SAE run's layers; the update's candidates are those with l >= 2
 
 
 @dataclass
@@ -34,7 +34,7 @@ class UnlearnConfig:
     forget: str = "mul_div"
     retain: str = RETAIN
     sae: str | None = None  # an SAE run with resid_post SAEs of this model; None: train one (cached)
-    layer: int | None = None  # None: chosen from data among the SAE run's layers
+    layer: int | None = None  # None: chosen from data among the SAE run's layers >= 2 (all if none is)
     features: int = 48
     steering_coef: float = 3.0  # c = coef x mean norm of the layer's activations on forget prompts
     retain_weight: float = 20.0
@@ -99,7 +99,7 @@ def sae_run(cfg: UnlearnConfig, model: str) -> Path:
         return run
     run = Path(model).parent.parent / "sae" if Path(model).parent.name == "checkpoints" else Path("runs/unlearn/sae")
     if not (run / "metrics.json").exists():
-        train_sae(SAETrainConfig(model=model, hooks=[f"blocks.{l}.hook_resid_post" for l in CANDIDATES], k=[32],
+        train_sae(SAETrainConfig(model=model, hooks=[f"blocks.{l}.hook_resid_post" for l in SAE_LAYERS], k=[32],
                                  tokens=500_000, feature_tokens=32_768, eval_tokens=16_384, out=str(run)),
                   resume=(run.with_name(run.name + ".partial")).exists())
     return run

@@ -22,10 +22,12 @@ def unlearn_cmd(
     sae: Optional[Path] = typer.Option(None, help="SAE run with resid_post SAEs of the model (default: train one)"),
     layer: Optional[int] = typer.Option(None, help="default: chosen from the data"),
     features: int = typer.Option(48, help="forget (and irrelevant) features"),
-    steering_coef: float = typer.Option(3.0, help="c = coef x mean activation norm at the layer"),
+    steering_coef: float = typer.Option(1.0, help="c = coef x mean activation norm at the layer"),
     retain_weight: float = typer.Option(20.0),
     reg_weight: float = typer.Option(10.0, help="weight of the update's component outside the relevant subspace"),
     params: str = typer.Option("dense_4h_to_h", help="module suffixes trained in layers l-2..l"),
+    push_at: str = typer.Option("distinct", help="forget positions pushed: distinct (prefix in no retain prompt) "
+                                                  "or all"),
     steps: int = typer.Option(150),
     lr: float = typer.Option(2e-3),
     seed: int = typer.Option(0),
@@ -45,7 +47,7 @@ def _config(params: dict, **overrides):
     from .unlearning import UnlearnConfig
 
     keys = ("model", "forget", "retain", "layer", "features", "steering_coef", "retain_weight", "reg_weight", "params",
-            "steps", "lr", "seed")
+            "push_at", "steps", "lr", "seed")
     cfg = {k: params[k] for k in keys} | {"sae": str(params["sae"]) if params["sae"] else None,
                                           "out": str(params["out"])}
     return UnlearnConfig(**(cfg | overrides))

@@ -1,9 +1,9 @@
 """SSPU stage 3 and its baselines, trained by one loop with the same data, parameters and step budget.
 
-- SSPU: forget activations at layer l pushed toward c*u, u a random direction projected into the irrelevant
-  subspace; retain activations held to the frozen model's; and the penalty (reg_weight / 2) ||(I - Q Q^T) dW||^2
-  on the part of each updated matrix's change that writes outside the relevant subspace (Q: its orthonormal
-  basis), applied as a proximal step (see `_shrink_outside`).
+- SSPU: forget activations at layer l (at the positions `forget_mask` marks) pushed toward c*u, u a random
+  direction projected into the irrelevant subspace; retain activations held to the frozen model's; and the
+  penalty (reg_weight / 2) ||(I - Q Q^T) dW||^2 on the part of each updated matrix's change that writes outside
+  the relevant subspace (Q: its orthonormal basis), applied as a proximal step (see `_shrink_outside`).
 - RMU (Li et al. 2024): the same push with u ~ uniform[0, 1) normalised, no subspace term.
 - Gradient ascent: minus the answer cross-entropy on forget prompts, plus it on retain prompts.
 - SAE clamping (inference only): where any forget feature fires at layer l, set the forget features to
@@ -28,6 +28,16 @@ class Batches:
     forget: tuple[torch.Tensor, torch.Tensor]  # inputs (prompt + answer), answer targets
     retain: list[tuple[torch.Tensor, torch.Tensor]]  # one pair per retain task
     corpus: torch.Tensor  # [n, seq] base-corpus token ids
+    forget_mask: torch.Tensor | None = None  # [n, seq] bool: where the push applies (None: every position)
+
+
+def distinct_positions(forget: torch.Tensor, retain: list[torch.Tensor]) -> torch.Tensor:
+    """[n, seq] bool: True where the forget prompt's prefix up to that token is the prefix of no retain prompt.
+    Elsewhere a causal model's activation is the same function of the same tokens as on some retain prompt
+    ("<bos> Calculate ... 30" starts both "30 * 16 =" and "30 + 4 ="), so pushing it and holding it to the
+    frozen model's would fight each other, and the compromise costs the retain task."""
+    seen = {tuple(row[:t + 1]) for ids in retain for row in ids.tolist() for t in range(len(row))}
+    return torch.tensor([[tuple(row[:t + 1]) not in seen for t in range(len(row))] for row in forget.tolist()])
 
 
 def block(model, layer: int):
@@ -74,10 +84,10 @@ def control_vector(d: int, seed: int, basis: torch.Tensor | None) -> torch.Tenso
     return u / u.norm()
 
 
-def _pick(x: tuple[torch.Tensor, torch.Tensor], step: int, batch: int, seed: int):
+def _pick(x: tuple[torch.Tensor, ...], step: int, batch: int, seed: int):
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     idx = torch.randint(len(x[0]), (batch,), generator=g)
-    return x[0][idx], x[1][idx]
+    return tuple(t[idx] for t in x)
 
 
 def _answer_ce(model, inputs, targets):
@@ -100,8 +110,9 @@ def train(method: str, base, data: Batches, names: list[str], layer: int, steps:
     opt = torch.optim.AdamW(trained, lr=lr, weight_decay=0.0)
     outside = None if relevant is None else torch.eye(relevant.shape[0]) - relevant @ relevant.T
     model.train()
+    mask = data.forget_mask if data.forget_mask is not None else torch.ones_like(data.forget[0], dtype=torch.bool)
     for step in range(steps):
-        f_in, f_t = _pick(data.forget, step, batch, seed)
+        f_in, f_t, f_mask = _pick((*data.forget, mask), step, batch, seed)
         r_in, r_t = _pick(data.retain[step % len(data.retain)], step, batch, seed + 1)
         if method == "gradient_ascent":
             loss = -_answer_ce(model, f_in, f_t) + retain_weight * _answer_ce(model, r_in, r_t)
@@ -115,7 +126,7 @@ def train(method: str, base, data: Batches, names: list[str], layer: int, steps:
             with torch.no_grad(), capture(frozen, layer) as h0:
                 frozen(input_ids=r_in)
                 frozen(input_ids=corpus)
-            loss = F.mse_loss(h[0], (coef * u).expand_as(h[0]))
+            loss = ((h[0] - coef * u) ** 2).mean(-1)[f_mask].mean()
             loss = loss + retain_weight * (F.mse_loss(h[1], h0[0]) + F.mse_loss(h[2], h0[1]))
         opt.zero_grad(set_to_none=True)
         loss.backward()

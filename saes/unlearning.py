@@ -36,10 +36,11 @@ class UnlearnConfig:
     sae: str | None = None  # an SAE run with resid_post SAEs of this model; None: train one (cached)
     layer: int | None = None  # None: chosen from data among the SAE run's layers >= 2 (all if none is)
     features: int = 48
-    steering_coef: float = 3.0  # c = coef x mean norm of the layer's activations on forget prompts
+    steering_coef: float = 1.0  # c = coef x mean norm of the layer's activations on forget prompts
     retain_weight: float = 20.0
     reg_weight: float = 10.0  # the subspace penalty; its proximal step shrinks the outside part by 1 + lr x this
     params: str = "dense_4h_to_h"  # module suffixes in layers l-2..l
+    push_at: str = "distinct"  # forget positions pushed: "distinct" (prefix in no retain prompt) or "all"
     steps: int = 150
     lr: float = 2e-3
     clamp: float = 1.0
@@ -72,6 +73,8 @@ class UnlearnConfig:
             raise InterpError(f"forget and retain overlap in {', '.join(sorted(overlap))}")
         if self.features < 1:
             raise InterpError("--features must be >= 1")
+        if self.push_at not in ("distinct", "all"):
+            raise InterpError(f"--push-at must be distinct or all, got {self.push_at!r}")
         if self.steps < 1 or self.lr <= 0:
             raise InterpError("--steps and --lr must be positive")
 
@@ -132,11 +135,12 @@ def _batches(tok, cfg: UnlearnConfig):
     from interp.finetune import encode_train
     from interp.tasks import make_examples
 
-    from .unlearn_methods import Batches
+    from .unlearn_methods import Batches, distinct_positions
 
     pairs = lambda t: encode_train(tok, make_examples(t, "train", 2000, cfg.seed, at_most=True), False)
-    return Batches(pairs(cfg.forget_tasks()[0]), [pairs(t) for t in cfg.retain_tasks()],
-                   packed_corpus_batch(tok, 256, 32, f"unlearn-train-{cfg.seed}"))
+    forget, retain = pairs(cfg.forget_tasks()[0]), [pairs(t) for t in cfg.retain_tasks()]
+    mask = distinct_positions(forget[0], [r[0] for r in retain]) if cfg.push_at == "distinct" else None
+    return Batches(forget, retain, packed_corpus_batch(tok, 256, 32, f"unlearn-train-{cfg.seed}"), mask)
 
 
 def _selection_json(sel, sae_dir: Path) -> dict:

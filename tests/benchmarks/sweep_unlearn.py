@@ -20,15 +20,17 @@ from interp.tasks import make_examples
 from saes.unlearning import UnlearnConfig, prepare
 
 VARIANTS = {
-    "default (features 48, reg 10, retain weight 20)": {},
+    "default (features 48, reg 10, retain weight 20, c 1, push at distinct positions)": {},
+    "push at every position": dict(push_at="all"),
+    "push at every position, c 3 (the earlier default)": dict(push_at="all", steering_coef=3.0),
+    "c 3": dict(steering_coef=3.0),
+    "c 3, retain weight 40": dict(steering_coef=3.0, retain_weight=40.0),
+    "c 3, retain weight 80": dict(steering_coef=3.0, retain_weight=80.0),
     "reg 0 (no subspace constraint)": dict(reg_weight=0.0),
     "reg 100": dict(reg_weight=100.0),
-    "reg 1000 (near a hard projection)": dict(reg_weight=1000.0),
     "features 16": dict(features=16),
-    "features 64": dict(features=64),
+    "retain weight 15": dict(retain_weight=15.0),
     "retain weight 25": dict(retain_weight=25.0),
-    "retain weight 30": dict(retain_weight=30.0),
-    "layer 1": dict(layer=1),
     "layer 3": dict(layer=3),
 }
 
@@ -41,7 +43,7 @@ def clean_accuracy(model, tok, cfg: UnlearnConfig) -> tuple[float, float]:
 
 def rmu_key(config: dict, layer: int) -> tuple:
     """RMU ignores the SSPU-only options (features, reg_weight): variants that differ only there share its run."""
-    return layer, *(config[k] for k in ("retain_weight", "steering_coef", "steps", "lr", "params", "seed"))
+    return layer, *(config[k] for k in ("retain_weight", "steering_coef", "steps", "lr", "params", "push_at", "seed"))
 
 
 def main() -> None:

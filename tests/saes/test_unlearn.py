@@ -75,6 +75,21 @@ def test_only_chosen_parameters_change_and_the_update_stays_in_the_subspace(setu
     assert share(held, w) < 0.5 * share(free, w)
 
 
+def test_push_skips_positions_a_retain_prompt_shares(setup):
+    _, data, _ = setup
+    from interp.loading import load_model
+
+    tok = load_model("pythia-mini", bridge=False).tokenizer
+    inputs, mask = data.forget[0], data.forget_mask
+    op = [tok.convert_tokens_to_ids(t) for t in ("*", "/")]
+    first_op = (torch.isin(inputs, torch.tensor(op))).float().argmax(1)
+    # "<bos> Calculate ... answer ." is every add_sub prompt's prefix too, so it is never pushed; from the
+    # operator on, the prefix is mul_div's alone, so it always is
+    assert not mask[:, :16].any()
+    assert all(mask[i, first_op[i]:].all() for i in range(len(inputs)))
+    assert mask.sum(1).max() <= inputs.shape[1] - first_op.min()
+
+
 def test_control_vector_lies_in_the_irrelevant_subspace(setup):
     q = basis(setup[2][2][1], list(range(50, 60)))
     u = um.control_vector(128, 3, q)

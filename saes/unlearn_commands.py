@@ -22,6 +22,8 @@ def unlearn_cmd(
     sae: Optional[Path] = typer.Option(None, help="SAE run with resid_post SAEs of the model (default: train one)"),
     layer: Optional[int] = typer.Option(None, help="default: chosen from the data"),
     features: int = typer.Option(48, help="forget (and irrelevant) features"),
+    irrelevant: str = typer.Option("score", help="irrelevant latents: score (smallest |score|) or quiet (least "
+                                                 "active on forget and retain)"),
     steering_coef: float = typer.Option(1.0, help="c = coef x mean activation norm at the layer"),
     retain_weight: float = typer.Option(20.0),
     reg_weight: float = typer.Option(10.0, help="weight of the update's component outside the relevant subspace"),
@@ -46,8 +48,8 @@ def unlearn_cmd(
 def _config(params: dict, **overrides):
     from .unlearning import UnlearnConfig
 
-    keys = ("model", "forget", "retain", "layer", "features", "steering_coef", "retain_weight", "reg_weight", "params",
-            "push_at", "steps", "lr", "seed")
+    keys = ("model", "forget", "retain", "layer", "features", "irrelevant", "steering_coef", "retain_weight",
+            "reg_weight", "params", "push_at", "steps", "lr", "seed")
     cfg = {k: params[k] for k in keys} | {"sae": str(params["sae"]) if params["sae"] else None,
                                           "out": str(params["out"])}
     return UnlearnConfig(**(cfg | overrides))

@@ -8,7 +8,8 @@ the standardised difference (Cohen's d)
 
 so a latent scores high when it fires more on forget text than retain text, relative to its spread. The layer
 is the candidate whose top-N scores are largest on average. The top-N latents are the forget features; the N
-live latents with the smallest |score| are the irrelevant ones (tied to neither domain).
+irrelevant ones are the live latents with the smallest |score| (tied to neither domain more than the other) or,
+with `irrelevant_by="quiet"`, the smallest mean activation over forget and retain prompts (used by neither).
 
 Stage 2. QR of the stacked decoder directions gives orthonormal bases (columns) of the relevant subspace
 (span of the forget features' directions) and of the irrelevant one.
@@ -51,8 +52,16 @@ def feature_scores(forget: torch.Tensor, retain: torch.Tensor) -> torch.Tensor:
     return (mu_f - mu_r) / torch.sqrt(var + 1e-6)
 
 
+def irrelevant_latents(scores: torch.Tensor, activity: torch.Tensor, n: int, by: str = "score") -> list[int]:
+    """The n irrelevant latents (module docstring). A latent with a small |score| may still fire on both domains
+    alike, so "quiet" ranks by mean activation instead."""
+    alive = torch.nonzero(scores != 0).flatten()  # never-firing latents score exactly 0: not "irrelevant", dead
+    key = scores[alive].abs() if by == "score" else activity[alive]
+    return alive[key.argsort()[:n]].tolist()
+
+
 def select(bridge, saes: dict[int, tuple[str, object]], forget_batches, retain_batches, n_features: int,
-           layer: int | None = None) -> Selection:
+           layer: int | None = None, irrelevant_by: str = "score") -> Selection:
     """`saes`: layer -> (hook, SAE). With `layer` None the layer is chosen from the data."""
     for l, (_, sae) in saes.items():
         if n_features > sae.cfg.d_sae // 2:
@@ -64,14 +73,14 @@ def select(bridge, saes: dict[int, tuple[str, object]], forget_batches, retain_b
     for l, (hook, sae) in saes.items():
         if layer is not None and l != layer:
             continue
-        scores = feature_scores(answer_activations(bridge, hook, sae, forget_batches),
-                                answer_activations(bridge, hook, sae, retain_batches))
-        per_layer[l] = (hook, scores, scores.topk(n_features).values.mean().item())
+        f = answer_activations(bridge, hook, sae, forget_batches)
+        r = answer_activations(bridge, hook, sae, retain_batches)
+        scores = feature_scores(f, r)
+        per_layer[l] = (hook, scores, scores.topk(n_features).values.mean().item(), torch.cat([f, r]).mean(0))
     best = max(per_layer, key=lambda l: per_layer[l][2])
-    hook, scores, _ = per_layer[best]
+    hook, scores, _, activity = per_layer[best]
     forget = scores.topk(n_features).indices.tolist()
-    alive = torch.nonzero(scores != 0).flatten()  # never-firing latents score exactly 0: not "irrelevant", dead
-    irrelevant = alive[scores[alive].abs().argsort()[:n_features]].tolist()
+    irrelevant = irrelevant_latents(scores, activity, n_features, irrelevant_by)
     return Selection(hook, best, forget, irrelevant, scores, {l: v[2] for l, v in per_layer.items()})
 
 

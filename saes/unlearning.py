@@ -36,6 +36,7 @@ class UnlearnConfig:
     sae: str | None = None  # an SAE run with resid_post SAEs of this model; None: train one (cached)
     layer: int | None = None  # None: chosen from data among the SAE run's layers >= 2 (all if none is)
     features: int = 48
+    irrelevant: str = "score"  # irrelevant latents: "score" (smallest |score|) or "quiet" (least active)
     steering_coef: float = 1.0  # c = coef x mean norm of the layer's activations on forget prompts
     retain_weight: float = 20.0
     reg_weight: float = 10.0  # the subspace penalty; its proximal step shrinks the outside part by 1 + lr x this
@@ -73,6 +74,8 @@ class UnlearnConfig:
             raise InterpError(f"forget and retain overlap in {', '.join(sorted(overlap))}")
         if self.features < 1:
             raise InterpError("--features must be >= 1")
+        if self.irrelevant not in ("score", "quiet"):
+            raise InterpError(f"--irrelevant must be score or quiet, got {self.irrelevant!r}")
         if self.push_at not in ("distinct", "all"):
             raise InterpError(f"--push-at must be distinct or all, got {self.push_at!r}")
         if self.steps < 1 or self.lr <= 0:
@@ -231,7 +234,7 @@ def prepare(cfg: UnlearnConfig) -> Setup:
     deep = {l: v[:2] for l, v in saes.items() if l >= 2}  # the update spans l-2..l: layers with two below them
     candidates = deep if deep and cfg.layer is None else {l: v[:2] for l, v in saes.items()}
     sel = select(loaded.bridge, candidates, enc(data.forget), [b for r in data.retain for b in enc(r)],
-                 cfg.features, cfg.layer)
+                 cfg.features, cfg.layer, cfg.irrelevant)
     _, sae, sae_dir = saes[sel.layer]
     relevant, irrelevant = basis(sae, sel.forget), basis(sae, sel.irrelevant)
     layers = [l for l in range(sel.layer - 2, sel.layer + 1) if l >= 0]

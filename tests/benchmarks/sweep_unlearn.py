@@ -29,6 +29,7 @@ VARIANTS = {
     "reg 0 (no subspace constraint)": dict(reg_weight=0.0),
     "reg 100": dict(reg_weight=100.0),
     "features 16": dict(features=16),
+    "irrelevant = quiet latents": dict(irrelevant="quiet"),
     "retain weight 15": dict(retain_weight=15.0),
     "retain weight 25": dict(retain_weight=25.0),
     "layer 3": dict(layer=3),

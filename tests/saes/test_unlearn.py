@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from saes import unlearn_methods as um
-from saes.unlearn_select import basis, feature_scores
+from saes.unlearn_select import basis, feature_scores, irrelevant_latents
 
 HOOKS = ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
 
@@ -39,6 +39,13 @@ def test_scores_rank_forget_tied_latents_first():
     retain = torch.tensor([[0.0, 1.0, 2.0], [0.5, 1.0, 3.0], [0.0, 1.0, 2.5]])
     s = feature_scores(forget, retain)
     assert s[0] > 2 and s[1] == 0 and s[2] < -2
+
+
+def test_irrelevant_latents_by_score_or_by_quiet():
+    # latent 0 never fires; 1 fires alike on both domains; 2 barely fires; 3 is a forget feature
+    scores, activity = torch.tensor([0.0, 0.05, 0.2, 3.0]), torch.tensor([0.0, 5.0, 0.01, 2.0])
+    assert irrelevant_latents(scores, activity, 2, "score") == [1, 2]
+    assert irrelevant_latents(scores, activity, 1, "quiet") == [2]
 
 
 def test_bases_are_orthonormal_and_span_the_directions(setup):
@@ -168,6 +175,7 @@ def _cli(*args):
     (["--retain", ""], "must each name at least one task"),
     (["--forget", "nope"], "unknown task"),
     (["--features", "5000"], "too many"),
+    (["--irrelevant", "loud"], "--irrelevant must be score or quiet"),
 ])
 def test_bad_inputs(sae_run, tmp_path, args, message):
     out = tmp_path / "bad"

@@ -30,7 +30,7 @@ def unlearn_cmd(
     params: str = typer.Option("dense_4h_to_h", help="module suffixes trained in layers l-2..l"),
     push_at: str = typer.Option("distinct", help="forget positions pushed: distinct (prefix in no retain prompt) "
                                                   "or all"),
-    steps: int = typer.Option(150),
+    steps: int = typer.Option(300),
     lr: float = typer.Option(2e-3),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/unlearn/run"), help="the run directory"),

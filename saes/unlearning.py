@@ -42,7 +42,7 @@ class UnlearnConfig:
     reg_weight: float = 10.0  # the subspace penalty; its proximal step shrinks the outside part by 1 + lr x this
     params: str = "dense_4h_to_h"  # module suffixes in layers l-2..l
     push_at: str = "distinct"  # forget positions pushed: "distinct" (prefix in no retain prompt) or "all"
-    steps: int = 150
+    steps: int = 300
     lr: float = 2e-3
     clamp: float = 1.0
     batch_size: int = 32

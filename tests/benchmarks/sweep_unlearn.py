@@ -1,11 +1,13 @@
-"""What we tried to make SSPU forget: each variant's SSPU and RMU forget / retain accuracy (clean, no attacks),
-one seed, so a variant costs about a minute instead of a full `interp unlearn` run.
+"""What we tried to make SSPU forget: each variant's SSPU and RMU forget and retain accuracy on clean prompts, and
+forget accuracy under the two attacks that decide the comparison at matched retain (the linear probe and the
+direction ablation), over the seeds asked for. No few-shot, reworded, format or relearning attacks, so a variant
+costs under a minute a seed instead of a full `interp unlearn` run.
 
-A variant is a set of `UnlearnConfig` overrides. Results go to OUT/sweep.jsonl (one line per variant, so a stopped
-sweep resumes) and OUT/sweep.md.
+A variant is a set of `UnlearnConfig` overrides. Results go to OUT/sweep.jsonl (one line per variant and seed, so
+a stopped sweep resumes) and OUT/sweep.md (means over the seeds each variant has).
 
     python tests/benchmarks/sweep_unlearn.py --out runs/unlearn-sweep
-    python tests/benchmarks/sweep_unlearn.py --only "features 16" "layer 3"
+    python tests/benchmarks/sweep_unlearn.py --seeds 0 1 2 --only default "150 steps" "600 steps"
 """
 
 from __future__ import annotations
@@ -17,67 +19,108 @@ from pathlib import Path
 
 from interp.evaluate import accuracy
 from interp.tasks import make_examples
+from saes.unlearn_eval import last_token_acts, probe_accuracy, prompt_sets
+from saes.unlearn_methods import ablate_fn, edit_output
 from saes.unlearning import UnlearnConfig, prepare
 
+OLD = dict(steps=150)  # the default step budget until the step sweep below showed both methods still forgetting
 VARIANTS = {
-    "default (features 48, reg 10, retain weight 20, c 1, push at distinct positions)": {},
-    "push at every position": dict(push_at="all"),
-    "push at every position, c 3 (the earlier default)": dict(push_at="all", steering_coef=3.0),
-    "c 3": dict(steering_coef=3.0),
-    "c 3, retain weight 40": dict(steering_coef=3.0, retain_weight=40.0),
-    "c 3, retain weight 80": dict(steering_coef=3.0, retain_weight=80.0),
-    "reg 0 (no subspace constraint)": dict(reg_weight=0.0),
-    "reg 100": dict(reg_weight=100.0),
-    "features 16": dict(features=16),
-    "irrelevant = quiet latents": dict(irrelevant="quiet"),
+    "default (300 steps, features 48, reg 10, retain weight 20, c 1, push at distinct positions)": {},
+    "150 steps": OLD,
+    "600 steps": dict(steps=600),
     "retain weight 15": dict(retain_weight=15.0),
     "retain weight 25": dict(retain_weight=25.0),
-    "layer 3": dict(layer=3),
+    "reg 0 (no subspace constraint)": dict(reg_weight=0.0),
+    "irrelevant = quiet latents": dict(irrelevant="quiet"),
+    "150 steps, push at every position": dict(OLD, push_at="all"),
+    "150 steps, push at every position, c 3": dict(OLD, push_at="all", steering_coef=3.0),
+    "150 steps, c 3": dict(OLD, steering_coef=3.0),
+    "150 steps, c 3, retain weight 40": dict(OLD, steering_coef=3.0, retain_weight=40.0),
+    "150 steps, c 3, retain weight 80": dict(OLD, steering_coef=3.0, retain_weight=80.0),
+    "150 steps, reg 0": dict(OLD, reg_weight=0.0),
+    "150 steps, reg 100": dict(OLD, reg_weight=100.0),
+    "150 steps, features 16": dict(OLD, features=16),
+    "150 steps, irrelevant = quiet latents": dict(OLD, irrelevant="quiet"),
+    "150 steps, retain weight 15": dict(OLD, retain_weight=15.0),
+    "150 steps, retain weight 25": dict(OLD, retain_weight=25.0),
+    "150 steps, layer 3": dict(OLD, layer=3),
 }
+METRICS = ("forget", "retain", "probe", "ablation")
 
 
-def clean_accuracy(model, tok, cfg: UnlearnConfig) -> tuple[float, float]:
+def measure(model, s, cfg: UnlearnConfig) -> dict:
     test = lambda t: make_examples(t, "test", cfg.n_eval, 0)
-    retain = [accuracy(model, tok, test(t)) for t in cfg.retain_tasks()]
-    return accuracy(model, tok, test(cfg.forget_tasks()[0])), sum(retain) / len(retain)
+    retain = [accuracy(model, s.tok, test(t)) for t in cfg.retain_tasks()]
+    clean = prompt_sets(cfg.forget, cfg.n_eval, cfg.seed)["clean"]
+    moved = last_token_acts(model, s.tok, clean, s.sel.layer) - last_token_acts(s.base, s.tok, clean, s.sel.layer)
+    with edit_output(model, s.sel.layer, ablate_fn(moved.mean(0))):
+        ablation = accuracy(model, s.tok, clean)
+    return {"forget": accuracy(model, s.tok, clean), "retain": sum(retain) / len(retain),
+            "probe": probe_accuracy(model, s.tok, cfg.forget, s.sel.layer, cfg.probe_examples, cfg.n_eval, cfg.seed),
+            "ablation": ablation}
+
+
+def chosen(only: list[str] | None) -> list[str]:
+    if not only:
+        return list(VARIANTS)
+    return [n for n in VARIANTS if n in only or any(o not in VARIANTS and n.startswith(o) for o in only)]
+
+
+def complete(row: dict) -> bool:
+    return all(k in row[m] for m in ("sspu", "rmu") for k in METRICS)
 
 
 def rmu_key(config: dict, layer: int) -> tuple:
-    """RMU ignores the SSPU-only options (features, reg_weight): variants that differ only there share its run."""
+    """RMU ignores the SSPU-only options (features, reg_weight, irrelevant): variants that differ only there share
+    its run."""
     return layer, *(config[k] for k in ("retain_weight", "steering_coef", "steps", "lr", "params", "push_at", "seed"))
+
+
+def table(done: dict) -> str:
+    def cell(rows, m):
+        return " / ".join("–" if any(k not in r[m] for r in rows) else f"{100 * sum(r[m][k] for r in rows) / len(rows):.1f}"
+                          for k in METRICS)
+    lines = ["| variant | seeds | SSPU forget / retain / probe / ablation | RMU forget / retain / probe / ablation |",
+             "|---|---|---|---|"]
+    for name in VARIANTS:
+        rows = [r for (n, _), r in sorted(done.items()) if n == name]
+        if rows:
+            lines.append(f"| {name} | {len(rows)} | {cell(rows, 'sspu')} | {cell(rows, 'rmu')} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/unlearn-sweep")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", nargs="*", help="variant names (default: all)")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0])
+    ap.add_argument("--only", nargs="*", help="variant names; one that names none is taken as a start (default: all)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "sweep.jsonl"
-    done = {r["variant"]: r for r in map(json.loads, log.read_text().splitlines())} if log.exists() else {}
-    for name in args.only or VARIANTS:
-        cfg = replace(UnlearnConfig(seed=args.seed), **VARIANTS[name])
-        if name in done and done[name]["config"] == asdict(cfg):
-            continue
-        s = prepare(cfg)
-        row = {"variant": name, "config": asdict(cfg), "layer": s.sel.layer}
-        row["sspu"] = clean_accuracy(s.train("sspu", cfg), s.tok, cfg)
-        key = rmu_key(row["config"], row["layer"])
-        same = [r["rmu"] for r in done.values() if rmu_key(r["config"], r["layer"]) == key]
-        row["rmu"] = same[0] if same else clean_accuracy(s.train("rmu", cfg), s.tok, cfg)
-        print(f"{name}: layer {row['layer']}, SSPU {row['sspu']}, RMU {row['rmu']}", flush=True)
-        done[name] = row
-        with log.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-    pct = lambda fr: f"{100 * fr[0]:.1f} / {100 * fr[1]:.1f}"
-    lines = ["| variant | layer | SSPU forget / retain | RMU forget / retain |", "|---|---|---|---|"]
-    lines += [f"| {n} | {done[n]['layer']} | {pct(done[n]['sspu'])} | {pct(done[n]['rmu'])} |"
-              for n in VARIANTS if n in done]
-    (out / "sweep.md").write_text("\n".join(lines) + f"\n\nseed {args.seed}; accuracy in % on "
-                                  f"{UnlearnConfig().n_eval} test prompts\n")
-    print("\n".join(lines))
+    done = {}
+    for r in map(json.loads, log.read_text().splitlines() if log.exists() else []):
+        done[r["variant"], r["config"]["seed"]] = r
+    for seed in args.seeds:
+        s = None
+        for name in chosen(args.only):
+            cfg = replace(UnlearnConfig(seed=seed), **VARIANTS[name])
+            if (name, seed) in done and done[name, seed]["config"] == asdict(cfg) and complete(done[name, seed]):
+                continue
+            s = prepare(cfg)
+            row = {"variant": name, "config": asdict(cfg), "layer": s.sel.layer}
+            row["sspu"] = measure(s.train("sspu", cfg), s, cfg)
+            key = rmu_key(row["config"], row["layer"])
+            same = [r["rmu"] for r in done.values() if rmu_key(r["config"], r["layer"]) == key and complete(r)]
+            row["rmu"] = same[0] if same else measure(s.train("rmu", cfg), s, cfg)
+            print(f"{name}, seed {seed}: layer {row['layer']}, SSPU {row['sspu']}, RMU {row['rmu']}", flush=True)
+            done[name, seed] = row
+            with log.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+    text = table(done)
+    (out / "sweep.md").write_text(text + f"\n\nmeans over the seeds run; accuracy in % on {UnlearnConfig().n_eval} "
+                                  f"test prompts; – : not measured (rows from before the sweep measured attacks)\n")
+    print(text)
 
 
 if __name__ == "__main__":

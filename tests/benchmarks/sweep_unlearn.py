@@ -102,7 +102,6 @@ def main() -> None:
     for r in map(json.loads, log.read_text().splitlines() if log.exists() else []):
         done[r["variant"], r["config"]["seed"]] = r
     for seed in args.seeds:
-        s = None
         for name in chosen(args.only):
             cfg = replace(UnlearnConfig(seed=seed), **VARIANTS[name])
             if (name, seed) in done and done[name, seed]["config"] == asdict(cfg) and complete(done[name, seed]):

@@ -77,9 +77,10 @@ def rmu_key(config: dict, layer: int) -> tuple:
 
 
 def table(done: dict) -> str:
-    def cell(rows, m):
-        return " / ".join("–" if any(k not in r[m] for r in rows) else f"{100 * sum(r[m][k] for r in rows) / len(rows):.1f}"
-                          for k in METRICS)
+    def mean(rows, m, k):
+        return "–" if any(k not in r[m] for r in rows) else f"{100 * sum(r[m][k] for r in rows) / len(rows):.1f}"
+
+    cell = lambda rows, m: " / ".join(mean(rows, m, k) for k in METRICS)
     lines = ["| variant | seeds | SSPU forget / retain / probe / ablation | RMU forget / retain / probe / ablation |",
              "|---|---|---|---|"]
     for name in VARIANTS:

@@ -101,6 +101,13 @@ def probe_accuracy(model, tok, task: str, layer: int, n_train: int, n_eval: int,
     return (pred == yt).float().mean().item()
 
 
+def ablation_accuracy(model, original, tok, examples: list[Example], layer: int) -> float:
+    """Accuracy with the mean direction along which `model` moved the examples' layer-l activations projected out."""
+    moved = last_token_acts(model, tok, examples, layer) - last_token_acts(original, tok, examples, layer)
+    with edit_output(model, layer, ablate_fn(moved.mean(0))):
+        return accuracy(model, tok, examples)
+
+
 def relearn(model, tok, task: str, edit, n_examples: int, steps: int, lr: float, seed: int):
     """A copy of `model` fully fine-tuned on `n_examples` forget train examples (with the method's edit on)."""
     from interp.finetune import answer_loss, encode_train
@@ -136,9 +143,7 @@ def evaluate(model, tok, forget: str, retain: list[str], corpus: torch.Tensor, l
                 out[name] = accuracy(model, tok, sets[name])
         out["probe"] = probe_accuracy(model, tok, forget, layer, cfg.probe_examples, cfg.n_eval, cfg.seed)
         if original is not None:
-            moved = last_token_acts(model, tok, sets["clean"], layer) - last_token_acts(original, tok, sets["clean"], layer)
-            with edit_output(model, layer, ablate_fn(moved.mean(0))):
-                out["ablation"] = accuracy(model, tok, sets["clean"])
+            out["ablation"] = ablation_accuracy(model, original, tok, sets["clean"], layer)
     tuned = relearn(model, tok, forget, edit, cfg.relearn_examples, cfg.relearn_steps, cfg.relearn_lr, cfg.seed)
     with edit(tuned):
         out["relearn"] = accuracy(tuned, tok, sets["clean"])

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from interp.evaluate import accuracy
 from interp.tasks import make_examples
-from saes.unlearn_eval import last_token_acts, probe_accuracy, prompt_sets
-from saes.unlearn_methods import ablate_fn, edit_output
+from saes.unlearn_eval import ablation_accuracy, probe_accuracy, prompt_sets
 from saes.unlearning import UnlearnConfig, prepare
 
 OLD = dict(steps=150)  # the default step budget until the step sweep below showed both methods still forgetting
@@ -52,12 +51,9 @@ def measure(model, s, cfg: UnlearnConfig) -> dict:
     test = lambda t: make_examples(t, "test", cfg.n_eval, 0)
     retain = [accuracy(model, s.tok, test(t)) for t in cfg.retain_tasks()]
     clean = prompt_sets(cfg.forget, cfg.n_eval, cfg.seed)["clean"]
-    moved = last_token_acts(model, s.tok, clean, s.sel.layer) - last_token_acts(s.base, s.tok, clean, s.sel.layer)
-    with edit_output(model, s.sel.layer, ablate_fn(moved.mean(0))):
-        ablation = accuracy(model, s.tok, clean)
     return {"forget": accuracy(model, s.tok, clean), "retain": sum(retain) / len(retain),
             "probe": probe_accuracy(model, s.tok, cfg.forget, s.sel.layer, cfg.probe_examples, cfg.n_eval, cfg.seed),
-            "ablation": ablation}
+            "ablation": ablation_accuracy(model, s.base, s.tok, clean, s.sel.layer)}
 
 
 def chosen(only: list[str] | None) -> list[str]:

@@ -66,5 +66,24 @@ def unlearn_experiment_cmd(ctx: typer.Context, seeds: int = typer.Option(3),
     console.print(f"written: {out / 'experiment.json'} and {out / 'experiment.md'}")
 
 
+@unlearn_app.command("frontier")
+def unlearn_frontier_cmd(ctx: typer.Context,
+                         retain_weights: str = typer.Option("10,15,20,25,30", help="comma-separated retain weights"),
+                         seeds: int = typer.Option(3), out: Path = typer.Option(Path("runs/unlearn/frontier"))) -> None:
+    """SSPU and RMU at each retain weight (seeds 0..N-1, the options given before `frontier`); SSPU - RMU with
+    RMU interpolated at SSPU's retain accuracy, under every attack."""
+    from interp.errors import InterpError
+
+    from .unlearn_frontier import frontier
+
+    try:
+        weights = [float(w) for w in retain_weights.split(",") if w.strip()]
+    except ValueError:
+        raise InterpError(f"--retain-weights takes comma-separated numbers, got {retain_weights!r}") from None
+    result = frontier(_config(ctx.parent.params), weights, seeds, out)
+    print(result["markdown"])
+    console.print(f"written: {out / 'frontier.json'} and {out / 'frontier.md'}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(unlearn_app, name="unlearn")

@@ -1,0 +1,141 @@
+"""`frontier(config, weights, seeds, out)`: SSPU against RMU at matched retain accuracy.
+
+The retain weight trades retain accuracy for forgetting, and the two methods sit at different points of that
+trade-off at the same weight. So both are trained at several retain weights (each its own curve of retain
+accuracy against every forget metric), and each SSPU point is compared with RMU's curve interpolated, linearly
+in retain accuracy, at the retain accuracy that SSPU point reaches. Where that lies outside RMU's measured range
+there is no comparison: the curve is never extrapolated.
+
+Everything else is the `unlearn` run's: the same selection, subspaces, control vectors, data, step budget and
+evaluation (clean and under every attack) for each seed.
+
+Run directory: config.json, rows/<method>-rw<weight>-s<seed>.json (one per point, written as it finishes, so a
+stopped run resumes and more weights or seeds can be added later), frontier.json, frontier.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+from statistics import mean
+
+import numpy as np
+
+from interp.errors import InterpError
+
+from .unlearning import UnlearnConfig, _write
+
+METHODS = ("sspu", "rmu")
+METRICS = ("forget", "few_shot", "reworded", "format", "relearn", "probe", "ablation")  # lower is better
+
+
+def _row_path(out: Path, method: str, weight: float, seed: int) -> Path:
+    return out / "rows" / f"{method}-rw{weight:g}-s{seed}.json"
+
+
+def _check_config(base: UnlearnConfig, out: Path) -> None:
+    """One run directory holds one configuration; only the retain weight and the seed vary inside it."""
+    saved = out / "config.json"
+    mine = asdict(replace(base, seed=0, retain_weight=0.0, out=""))
+    if saved.exists() and json.loads(saved.read_text()) != mine:
+        raise InterpError(f"{out} holds a frontier with other options; rerun with those, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rows").mkdir(exist_ok=True)
+    _write(saved, json.dumps(mine, indent=1))
+
+
+def points(rows: dict) -> dict:
+    """method -> [{retain_weight, seeds, retain_mean, corpus_ce, <metric>...}] (means over seeds), by weight."""
+    out = {}
+    for method in METHODS:
+        weights = sorted({w for m, w, _ in rows if m == method})
+        out[method] = []
+        for w in weights:
+            rs = [r for (m, ww, _), r in rows.items() if m == method and ww == w]
+            p = {"retain_weight": w, "seeds": len(rs), "retain_mean": mean(r["retain_mean"] for r in rs),
+                 "corpus_ce": mean(r["corpus_ce"] for r in rs)}
+            p |= {k: mean(r[k] for r in rs) for k in METRICS if all(k in r for r in rs)}
+            out[method].append(p)
+    return out
+
+
+def matched(sspu: list[dict], rmu: list[dict]) -> list[dict]:
+    """For each SSPU point, SSPU minus RMU interpolated at SSPU's retain accuracy, per metric (None outside
+    RMU's retain range, or where RMU has fewer than two points)."""
+    curve = sorted(rmu, key=lambda p: p["retain_mean"])
+    xs = [p["retain_mean"] for p in curve]
+    result = []
+    for p in sspu:
+        inside = len(curve) >= 2 and xs[0] <= p["retain_mean"] <= xs[-1]
+        diff = {k: p[k] - float(np.interp(p["retain_mean"], xs, [q[k] for q in curve]))
+                for k in METRICS if inside and k in p and all(k in q for q in curve)}
+        result.append({"retain_weight": p["retain_weight"], "retain_mean": p["retain_mean"],
+                       "sspu_minus_rmu": diff if inside else None})
+    return result
+
+
+def table(pts: dict, comparison: list[dict], base_weight: float) -> str:
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}"
+    head = ["method", "retain weight", "seeds", "retain mean", *METRICS]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for method, ps in pts.items():
+        lines += [f"| {method} | {p['retain_weight']:g} | {p['seeds']} | {pct(p['retain_mean'])} | "
+                  + " | ".join(pct(p.get(k)) for k in METRICS) + " |" for p in ps]
+    lines += ["", "SSPU − RMU at SSPU's retain accuracy (RMU interpolated; points, negative: SSPU forgets more):", "",
+              "| SSPU retain weight | retain mean | " + " | ".join(METRICS) + " |",
+              "|---" * (len(METRICS) + 2) + "|"]
+    for c in comparison:
+        d = c["sspu_minus_rmu"]
+        cells = ["outside RMU's range"] + [""] * (len(METRICS) - 1) if d is None else \
+            [f"{100 * d[k]:+.1f}" if k in d else "–" for k in METRICS]
+        lines.append(f"| {c['retain_weight']:g} | {pct(c['retain_mean'])} | " + " | ".join(cells) + " |")
+    at_base = next((c for c in comparison if c["retain_weight"] == base_weight), None)
+    if at_base and at_base["sspu_minus_rmu"]:
+        worse = [k for k, v in at_base["sspu_minus_rmu"].items() if v >= 0]
+        lines += ["", f"At retain weight {base_weight:g}, SSPU is lower than RMU at matched retain under "
+                  + ("every metric." if not worse else f"all but: {', '.join(worse)}.")]
+    return "\n".join(lines) + "\n"
+
+
+def frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: str | Path,
+             show_progress: bool = True) -> dict:
+    """Train and evaluate SSPU and RMU at every retain weight for seeds 0..seeds-1 (module docstring)."""
+    from tqdm.auto import tqdm
+
+    from interp.corpus import packed_corpus_batch
+
+    from .unlearn_eval import evaluate
+    from .unlearning import prepare
+
+    base.validate()
+    if seeds < 1:
+        raise InterpError("the frontier needs at least one seed")
+    if not weights or any(w < 0 for w in weights):
+        raise InterpError("--retain-weights needs one or more weights >= 0")
+    out = Path(out)
+    _check_config(base, out)
+    todo = [(m, w, s) for s in range(seeds) for w in weights for m in METHODS
+            if not _row_path(out, m, w, s).exists()]
+    bar = tqdm(total=len(todo), desc="frontier", unit="point", disable=not show_progress)
+    for seed in sorted({s for _, _, s in todo}):
+        cfg = replace(base, seed=seed)
+        s = prepare(cfg)  # nothing in it depends on the retain weight
+        corpus = packed_corpus_batch(s.tok, 16, 64, "unlearn-eval")
+        for method, w, _ in [t for t in todo if t[2] == seed]:
+            bar.set_postfix(method=method, retain_weight=w, seed=seed)
+            at = replace(cfg, retain_weight=w)
+            row = evaluate(s.train(method, at), s.tok, at.forget_tasks()[0], at.retain_tasks(), corpus, s.sel.layer, at,
+                           original=s.base)
+            _write(_row_path(out, method, w, seed), json.dumps(row | {"layer": s.sel.layer}))
+            bar.update(1)
+    bar.close()
+    rows = {(m, w, s): json.loads(_row_path(out, m, w, s).read_text())
+            for m in METHODS for w in weights for s in range(seeds)}
+    pts = points(rows)
+    comparison = matched(pts["sspu"], pts["rmu"])
+    markdown = table(pts, comparison, base.retain_weight)
+    _write(out / "frontier.json", json.dumps({"config": asdict(base), "weights": weights, "seeds": seeds,
+                                              "points": pts, "matched": comparison}, indent=1))
+    _write(out / "frontier.md", markdown)
+    return {"points": pts, "matched": comparison, "markdown": markdown}

@@ -176,6 +176,7 @@ def _cli(*args):
     (["--forget", "nope"], "unknown task"),
     (["--features", "5000"], "too many"),
     (["--irrelevant", "loud"], "--irrelevant must be score or quiet"),
+    (["frontier", "--retain-weights", "ten"], "--retain-weights takes comma-separated numbers"),
 ])
 def test_bad_inputs(sae_run, tmp_path, args, message):
     out = tmp_path / "bad"
@@ -187,3 +188,39 @@ def test_bad_inputs(sae_run, tmp_path, args, message):
 def test_sae_of_another_model_is_refused(sae_run, tmp_path):
     r = _cli("--model", "mdlm-mini", "--sae", str(sae_run), "--out", str(tmp_path / "x"))
     assert r.returncode != 0 and "was trained on pythia-mini, not on mdlm-mini" in r.stderr.strip().splitlines()[-1]
+
+
+def test_matched_retain_interpolates_rmu_at_sspu_retain():
+    from saes.unlearn_frontier import matched
+
+    point = lambda w, retain, forget: {"retain_weight": w, "retain_mean": retain, "forget": forget, "probe": forget}
+    rmu = [point(20, 0.90, 0.10), point(10, 0.80, 0.30)]  # unsorted on purpose
+    sspu = [point(10, 0.85, 0.15), point(20, 0.95, 0.01)]
+    inside, outside = matched(sspu, rmu)
+    assert inside["sspu_minus_rmu"] == {"forget": pytest.approx(0.15 - 0.20), "probe": pytest.approx(-0.05)}
+    assert outside["sspu_minus_rmu"] is None  # 0.95 is above RMU's range: no extrapolation
+
+
+def test_tiny_frontier_resumes_and_keeps_one_configuration(sae_run, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from interp.errors import InterpError
+    from saes.unlearn_frontier import frontier
+    from saes.unlearning import UnlearnConfig
+
+    cfg = UnlearnConfig(model="pythia-mini", sae=str(sae_run), steps=2, n_eval=20, probe_examples=40,
+                        relearn_steps=1, features=4)
+    out = tmp_path / "frontier"
+    first = frontier(cfg, [1.0], 1, out, show_progress=False)
+    assert [p["retain_weight"] for p in first["points"]["sspu"]] == [1.0]
+    assert first["matched"][0]["sspu_minus_rmu"] is None  # one RMU point is no curve
+
+    trained = []
+    monkeypatch.setattr(um, "train", lambda *a, **k: (trained.append(a[0]), um.copy.deepcopy(a[1]))[1])
+    result = frontier(cfg, [1.0, 50.0], 1, out, show_progress=False)
+    assert trained == ["sspu", "rmu"]  # only the new weight's points
+    assert len(list((out / "rows").glob("*.json"))) == 4
+    assert all(k in result["points"]["rmu"][1] for k in ("forget", "few_shot", "relearn", "probe", "ablation"))
+    assert "| sspu | 50 | 1 |" in (out / "frontier.md").read_text()
+    with pytest.raises(InterpError, match="frontier with other options"):
+        frontier(replace(cfg, steps=3), [1.0], 1, out, show_progress=False)

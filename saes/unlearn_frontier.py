@@ -61,15 +61,16 @@ def points(rows: dict) -> dict:
 
 
 def matched(sspu: list[dict], rmu: list[dict]) -> list[dict]:
-    """For each SSPU point, SSPU minus RMU interpolated at SSPU's retain accuracy, per metric (None outside
-    RMU's retain range, or where RMU has fewer than two points)."""
+    """For each SSPU point, SSPU minus RMU interpolated at SSPU's retain accuracy, per metric and for corpus
+    cross-entropy, the other utility measure (None outside RMU's retain range, or where RMU has fewer than two
+    points)."""
     curve = sorted(rmu, key=lambda p: p["retain_mean"])
     xs = [p["retain_mean"] for p in curve]
     result = []
     for p in sspu:
         inside = len(curve) >= 2 and xs[0] <= p["retain_mean"] <= xs[-1]
         diff = {k: p[k] - float(np.interp(p["retain_mean"], xs, [q[k] for q in curve]))
-                for k in METRICS if inside and k in p and all(k in q for q in curve)}
+                for k in (*METRICS, "corpus_ce") if inside and k in p and all(k in q for q in curve)}
         result.append({"retain_weight": p["retain_weight"], "retain_mean": p["retain_mean"],
                        "sspu_minus_rmu": diff if inside else None})
     return result
@@ -83,16 +84,16 @@ def table(pts: dict, comparison: list[dict], base_weight: float) -> str:
         lines += [f"| {method} | {p['retain_weight']:g} | {p['seeds']} | {pct(p['retain_mean'])} | "
                   + " | ".join(pct(p.get(k)) for k in METRICS) + " |" for p in ps]
     lines += ["", "SSPU − RMU at SSPU's retain accuracy (RMU interpolated; points, negative: SSPU forgets more):", "",
-              "| SSPU retain weight | retain mean | " + " | ".join(METRICS) + " |",
-              "|---" * (len(METRICS) + 2) + "|"]
+              "| SSPU retain weight | retain mean | " + " | ".join(METRICS) + " | corpus CE |",
+              "|---" * (len(METRICS) + 3) + "|"]
     for c in comparison:
         d = c["sspu_minus_rmu"]
-        cells = ["outside RMU's range"] + [""] * (len(METRICS) - 1) if d is None else \
-            [f"{100 * d[k]:+.1f}" if k in d else "–" for k in METRICS]
+        cells = ["outside RMU's range"] + [""] * len(METRICS) if d is None else \
+            [f"{100 * d[k]:+.1f}" if k in d else "–" for k in METRICS] + [f"{d['corpus_ce']:+.3f}" if "corpus_ce" in d else "–"]
         lines.append(f"| {c['retain_weight']:g} | {pct(c['retain_mean'])} | " + " | ".join(cells) + " |")
     at_base = next((c for c in comparison if c["retain_weight"] == base_weight), None)
     if at_base and at_base["sspu_minus_rmu"]:
-        worse = [k for k, v in at_base["sspu_minus_rmu"].items() if v >= 0]
+        worse = [k for k in METRICS if at_base["sspu_minus_rmu"].get(k, 0) >= 0]
         lines += ["", f"At retain weight {base_weight:g}, SSPU is lower than RMU at matched retain under "
                   + ("every metric." if not worse else f"all but: {', '.join(worse)}.")]
     return "\n".join(lines) + "\n"

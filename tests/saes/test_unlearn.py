@@ -193,11 +193,13 @@ def test_sae_of_another_model_is_refused(sae_run, tmp_path):
 def test_matched_retain_interpolates_rmu_at_sspu_retain():
     from saes.unlearn_frontier import matched
 
-    point = lambda w, retain, forget: {"retain_weight": w, "retain_mean": retain, "forget": forget, "probe": forget}
-    rmu = [point(20, 0.90, 0.10), point(10, 0.80, 0.30)]  # unsorted on purpose
-    sspu = [point(10, 0.85, 0.15), point(20, 0.95, 0.01)]
+    point = lambda w, retain, forget, ce: {"retain_weight": w, "retain_mean": retain, "forget": forget,
+                                           "probe": forget, "corpus_ce": ce}
+    rmu = [point(20, 0.90, 0.10, 1.4), point(10, 0.80, 0.30, 1.6)]  # unsorted on purpose
+    sspu = [point(10, 0.85, 0.15, 1.4), point(20, 0.95, 0.01, 1.4)]
     inside, outside = matched(sspu, rmu)
-    assert inside["sspu_minus_rmu"] == {"forget": pytest.approx(0.15 - 0.20), "probe": pytest.approx(-0.05)}
+    assert inside["sspu_minus_rmu"] == {"forget": pytest.approx(0.15 - 0.20), "probe": pytest.approx(-0.05),
+                                        "corpus_ce": pytest.approx(-0.1)}
     assert outside["sspu_minus_rmu"] is None  # 0.95 is above RMU's range: no extrapolation
 
 

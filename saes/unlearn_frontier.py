@@ -78,11 +78,11 @@ def matched(sspu: list[dict], rmu: list[dict]) -> list[dict]:
 
 def table(pts: dict, comparison: list[dict], base_weight: float) -> str:
     pct = lambda v: "–" if v is None else f"{100 * v:.1f}"
-    head = ["method", "retain weight", "seeds", "retain mean", *METRICS]
+    head = ["method", "retain weight", "seeds", "retain mean", *METRICS, "corpus CE"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for method, ps in pts.items():
         lines += [f"| {method} | {p['retain_weight']:g} | {p['seeds']} | {pct(p['retain_mean'])} | "
-                  + " | ".join(pct(p.get(k)) for k in METRICS) + " |" for p in ps]
+                  + " | ".join(pct(p.get(k)) for k in METRICS) + f" | {p['corpus_ce']:.3f} |" for p in ps]
     lines += ["", "SSPU − RMU at SSPU's retain accuracy (RMU interpolated; points, negative: SSPU forgets more):", "",
               "| SSPU retain weight | retain mean | " + " | ".join(METRICS) + " | corpus CE |",
               "|---" * (len(METRICS) + 3) + "|"]

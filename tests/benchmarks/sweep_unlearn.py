@@ -31,6 +31,8 @@ VARIANTS = {
     "retain weight 25": dict(retain_weight=25.0),
     "reg 0 (no subspace constraint)": dict(reg_weight=0.0),
     "irrelevant = quiet latents": dict(irrelevant="quiet"),
+    "reg 0, irrelevant = quiet latents": dict(reg_weight=0.0, irrelevant="quiet"),
+    "reg 0, irrelevant = quiet latents, retain weight 15": dict(reg_weight=0.0, irrelevant="quiet", retain_weight=15.0),
     "150 steps, push at every position": dict(OLD, push_at="all"),
     "150 steps, push at every position, c 3": dict(OLD, push_at="all", steering_coef=3.0),
     "150 steps, c 3": dict(OLD, steering_coef=3.0),

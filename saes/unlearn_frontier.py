@@ -88,12 +88,14 @@ def table(pts: dict, comparison: list[dict], base_weight: float) -> str:
               "|---" * (len(METRICS) + 3) + "|"]
     for c in comparison:
         d = c["sspu_minus_rmu"]
-        cells = ["outside RMU's range"] + [""] * len(METRICS) if d is None else \
-            [f"{100 * d[k]:+.1f}" if k in d else "–" for k in METRICS] + [f"{d['corpus_ce']:+.3f}" if "corpus_ce" in d else "–"]
+        if d is None:
+            cells = ["outside RMU's range"] + [""] * len(METRICS)
+        else:
+            cells = [f"{100 * d[k]:+.1f}" if k in d else "–" for k in METRICS] + [f"{d['corpus_ce']:+.3f}"]
         lines.append(f"| {c['retain_weight']:g} | {pct(c['retain_mean'])} | " + " | ".join(cells) + " |")
     at_base = next((c for c in comparison if c["retain_weight"] == base_weight), None)
-    if at_base and at_base["sspu_minus_rmu"]:
-        worse = [k for k in METRICS if at_base["sspu_minus_rmu"].get(k, 0) >= 0]
+    if at_base and (d := at_base["sspu_minus_rmu"]):
+        worse = [k for k in METRICS if k in d and d[k] >= 0]
         lines += ["", f"At retain weight {base_weight:g}, SSPU is lower than RMU at matched retain under "
                   + ("every metric." if not worse else f"all but: {', '.join(worse)}.")]
     return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
-from statistics import mean
+from statistics import mean, pstdev
 
 import numpy as np
 
@@ -76,6 +76,23 @@ def matched(sspu: list[dict], rmu: list[dict]) -> list[dict]:
     return result
 
 
+def with_seed_spread(comparison: list[dict], rows: dict) -> list[dict]:
+    """Adds to each comparison the std over seeds of the same difference taken seed by seed (each seed's SSPU
+    point against that seed's RMU curve), and how many seeds had a match."""
+    per_seed = {}
+    for seed in sorted({s for _, _, s in rows}):
+        pts = points({k: r for k, r in rows.items() if k[2] == seed})
+        for c in matched(pts["sspu"], pts["rmu"]):
+            if c["sspu_minus_rmu"]:
+                per_seed.setdefault(c["retain_weight"], []).append(c["sspu_minus_rmu"])
+    for c in comparison:
+        diffs = per_seed.get(c["retain_weight"], [])
+        c["seeds_matched"] = len(diffs)
+        c["std_over_seeds"] = {k: pstdev(d[k] for d in diffs) for k in METRICS if len(diffs) > 1
+                               and all(k in d for d in diffs)}
+    return comparison
+
+
 def table(pts: dict, comparison: list[dict], base_weight: float) -> str:
     pct = lambda v: "–" if v is None else f"{100 * v:.1f}"
     head = ["method", "retain weight", "seeds", "retain mean", *METRICS, "corpus CE"]
@@ -83,16 +100,20 @@ def table(pts: dict, comparison: list[dict], base_weight: float) -> str:
     for method, ps in pts.items():
         lines += [f"| {method} | {p['retain_weight']:g} | {p['seeds']} | {pct(p['retain_mean'])} | "
                   + " | ".join(pct(p.get(k)) for k in METRICS) + f" | {p['corpus_ce']:.3f} |" for p in ps]
-    lines += ["", "SSPU − RMU at SSPU's retain accuracy (RMU interpolated; points, negative: SSPU forgets more):", "",
-              "| SSPU retain weight | retain mean | " + " | ".join(METRICS) + " | corpus CE |",
-              "|---" * (len(METRICS) + 3) + "|"]
+    lines += ["", "SSPU − RMU at SSPU's retain accuracy (RMU's mean curve interpolated; points, negative: SSPU "
+              "forgets more; ± the std over seeds of the same difference taken seed by seed):", "",
+              "| SSPU retain weight | retain mean | seeds matched | " + " | ".join(METRICS) + " | corpus CE |",
+              "|---" * (len(METRICS) + 4) + "|"]
     for c in comparison:
         d = c["sspu_minus_rmu"]
         if d is None:
             cells = ["outside RMU's range"] + [""] * len(METRICS)
         else:
-            cells = [f"{100 * d[k]:+.1f}" if k in d else "–" for k in METRICS] + [f"{d['corpus_ce']:+.3f}"]
-        lines.append(f"| {c['retain_weight']:g} | {pct(c['retain_mean'])} | " + " | ".join(cells) + " |")
+            sd = c.get("std_over_seeds", {})
+            cells = [("–" if k not in d else f"{100 * d[k]:+.1f}" + (f" ± {100 * sd[k]:.1f}" if k in sd else ""))
+                     for k in METRICS] + [f"{d['corpus_ce']:+.3f}"]
+        lines.append(f"| {c['retain_weight']:g} | {pct(c['retain_mean'])} | {c.get('seeds_matched', '–')} | "
+                     + " | ".join(cells) + " |")
     at_base = next((c for c in comparison if c["retain_weight"] == base_weight), None)
     if at_base and (d := at_base["sspu_minus_rmu"]):
         worse = [k for k in METRICS if k in d and d[k] >= 0]
@@ -128,15 +149,15 @@ def frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: str | P
         for method, w, _ in [t for t in todo if t[2] == seed]:
             bar.set_postfix(method=method, retain_weight=w, seed=seed)
             at = replace(cfg, retain_weight=w)
-            row = evaluate(s.train(method, at), s.tok, at.forget_tasks()[0], at.retain_tasks(), corpus, s.sel.layer, at,
-                           original=s.base)
+            row = evaluate(s.train(method, at), s.tok, at.forget_tasks()[0], at.retain_tasks(), corpus,
+                           s.sel.layer, at, original=s.base)
             _write(_row_path(out, method, w, seed), json.dumps(row | {"layer": s.sel.layer}))
             bar.update(1)
     bar.close()
     rows = {(m, w, s): json.loads(_row_path(out, m, w, s).read_text())
             for m in METHODS for w in weights for s in range(seeds)}
     pts = points(rows)
-    comparison = matched(pts["sspu"], pts["rmu"])
+    comparison = with_seed_spread(matched(pts["sspu"], pts["rmu"]), rows)
     markdown = table(pts, comparison, base.retain_weight)
     _write(out / "frontier.json", json.dumps({"config": asdict(base), "weights": weights, "seeds": seeds,
                                               "points": pts, "matched": comparison}, indent=1))

@@ -203,6 +203,20 @@ def test_matched_retain_interpolates_rmu_at_sspu_retain():
     assert outside["sspu_minus_rmu"] is None  # 0.95 is above RMU's range: no extrapolation
 
 
+def test_seed_spread_takes_each_seed_against_its_own_curve():
+    from saes.unlearn_frontier import matched, points, with_seed_spread
+
+    row = lambda retain, forget: {"retain_mean": retain, "corpus_ce": 1.4, "forget": forget}
+    rows = {("rmu", 10, 0): row(0.80, 0.30), ("rmu", 20, 0): row(0.90, 0.10), ("sspu", 20, 0): row(0.85, 0.10),
+            ("rmu", 10, 1): row(0.80, 0.50), ("rmu", 20, 1): row(0.90, 0.30), ("sspu", 20, 1): row(0.85, 0.50),
+            ("sspu", 10, 1): row(0.70, 0.0)}  # below seed 1's RMU curve: no match there
+    pts = points(rows)
+    [low, c] = with_seed_spread(matched(pts["sspu"], pts["rmu"]), rows)
+    assert c["sspu_minus_rmu"]["forget"] == pytest.approx(0.30 - 0.30)  # mean curves
+    assert c["seeds_matched"] == 2 and c["std_over_seeds"]["forget"] == pytest.approx(0.1)  # -0.1 and +0.1
+    assert low["seeds_matched"] == 0 and low["sspu_minus_rmu"] is None
+
+
 def test_tiny_frontier_resumes_and_keeps_one_configuration(sae_run, tmp_path, monkeypatch):
     from dataclasses import replace
 

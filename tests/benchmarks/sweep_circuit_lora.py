@@ -2,7 +2,8 @@
 critical-layer learning rate, over every task x seed of a finished `interp circuit-lora experiment`.
 
 Only CircuitLoRA is retrained per variant. The baselines (uniform LoRA, AdaLoRA), the probe run and the circuits
-do not depend on these options, so each variant's run directory links the base experiment's. A variant whose
+do not depend on these options, so each variant's run directory links the base experiment's. The exception is a
+variant that moves r_other, which sets the rank of the baselines and of the probe: it reruns the whole method. A variant whose
 allocation equals the default's on a task/seed links the default's CircuitLoRA run too (same config, same
 result). Resumable; writes OUT/sweep.md and each variant's experiment.md.
 
@@ -29,6 +30,8 @@ VARIANTS = {
     "lr-critical 8e-3 (2x)": dict(lr_critical=8e-3),
     "match-params (ratio 4)": dict(match_params=True),
     "match-params + lr-critical 8e-3": dict(match_params=True, lr_critical=8e-3),
+    # a smaller budget for every method, where uniform LoRA may be short of rank: LoRA and AdaLoRA retrain too
+    "low rank 1/4 (LoRA r2 and AdaLoRA budget 2)": dict(r_other=1, r_critical=4),
 }
 SHARED = ("probe", "circuits", "lora", "adalora")
 
@@ -39,17 +42,20 @@ def link(src: Path, dst: Path) -> None:
 
 
 def dirname(variant: str) -> str:
-    return variant.replace(" ", "_").replace(":", "").replace("(", "").replace(")", "")
+    return variant.replace(" ", "_").replace("/", "-").replace(":", "").replace("(", "").replace(")", "")
 
 
 def run_variant(name: str, overrides: dict, base: Path, out: Path, tasks: list[str], seeds: int, model) -> None:
     root = out / dirname(name)
     methods = ("lora", "adalora", "circuit_lora")
+    # the baselines' and the probe's rank follow r_other: where it moves, the whole method reruns
+    same_rank = replace(CircuitLoRAConfig(), **overrides).uniform_rank() == CircuitLoRAConfig().uniform_rank()
+    shared = SHARED if same_rank else ()
     for seed in range(seeds):
         for task in tasks:
             src, dst = base / task / f"s{seed}", root / task / f"s{seed}"
             dst.mkdir(parents=True, exist_ok=True)
-            for d in SHARED:
+            for d in shared:
                 link(src / d, dst / d)
             cfg = replace(CircuitLoRAConfig(), **overrides, task=task, seed=seed, out=str(dst), methods=methods)
             default = json.loads((src / "allocation.json").read_text())

@@ -3,9 +3,9 @@ critical-layer learning rate, over every task x seed of a finished `interp circu
 
 Only CircuitLoRA is retrained per variant. The baselines (uniform LoRA, AdaLoRA), the probe run and the circuits
 do not depend on these options, so each variant's run directory links the base experiment's. The exception is a
-variant that moves r_other, which sets the rank of the baselines and of the probe: it reruns the whole method. A variant whose
-allocation equals the default's on a task/seed links the default's CircuitLoRA run too (same config, same
-result). Resumable; writes OUT/sweep.md and each variant's experiment.md.
+variant that moves r_other, which sets the rank of the baselines and of the probe: it reruns the whole method.
+A variant whose allocation equals the default's on a task/seed links the default's CircuitLoRA run too (same
+config, same result). Resumable; writes OUT/sweep.md and each variant's experiment.md.
 
     python tests/benchmarks/sweep_circuit_lora.py --base runs/circuit-lora-experiment --out runs/circuit-lora-sweep
 """
@@ -30,7 +30,7 @@ VARIANTS = {
     "lr-critical 8e-3 (2x)": dict(lr_critical=8e-3),
     "match-params (ratio 4)": dict(match_params=True),
     "match-params + lr-critical 8e-3": dict(match_params=True, lr_critical=8e-3),
-    # a smaller budget for every method, where uniform LoRA may be short of rank: LoRA and AdaLoRA retrain too
+    # a smaller budget for every method, where uniform LoRA may be short of rank
     "low rank 1/4 (LoRA r2 and AdaLoRA budget 2)": dict(r_other=1, r_critical=4),
 }
 SHARED = ("probe", "circuits", "lora", "adalora")

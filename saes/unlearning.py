@@ -348,7 +348,8 @@ def experiment(base: UnlearnConfig, seeds: int, out: str | Path) -> dict:
             if k != "corpus_ce" and None not in summary["sspu"][k] + summary["rmu"][k]}
     lines += ["", f"seeds {seeds}; accuracy in %; chance {100 * reports[0]['chance']:.1f}%; layers "
               f"{sorted({r['layer'] for r in reports})}",
-              "SSPU - RMU (points): " + ", ".join(f"{k} {v:+.1f}" for k, v in diff.items())]
+              "SSPU - RMU at the same retain weight (points): " + ", ".join(f"{k} {v:+.1f}" for k, v in diff.items()),
+              "At matched retain accuracy instead: `interp unlearn frontier`."]
     markdown = "\n".join(lines) + "\n"
     (out / "experiment.json").write_text(json.dumps({"config": asdict(base), "seeds": seeds, "summary": summary,
                                                      "sspu_minus_rmu": diff}, indent=1))

@@ -34,15 +34,13 @@ def _row_path(out: Path, method: str, weight: float, seed: int) -> Path:
     return out / "rows" / f"{method}-rw{weight:g}-s{seed}.json"
 
 
-def _check_config(base: UnlearnConfig, out: Path) -> None:
+def _config_json(base: UnlearnConfig, out: Path) -> str:
     """One run directory holds one configuration; only the retain weight and the seed vary inside it."""
+    mine = json.dumps(asdict(replace(base, seed=0, retain_weight=0.0, out="")), indent=1)
     saved = out / "config.json"
-    mine = asdict(replace(base, seed=0, retain_weight=0.0, out=""))
-    if saved.exists() and json.loads(saved.read_text()) != mine:
+    if saved.exists() and json.loads(saved.read_text()) != json.loads(mine):
         raise InterpError(f"{out} holds a frontier with other options; rerun with those, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "rows").mkdir(exist_ok=True)
-    _write(saved, json.dumps(mine, indent=1))
+    return mine
 
 
 def points(rows: dict) -> dict:
@@ -68,11 +66,11 @@ def matched(sspu: list[dict], rmu: list[dict]) -> list[dict]:
     xs = [p["retain_mean"] for p in curve]
     result = []
     for p in sspu:
-        inside = len(curve) >= 2 and xs[0] <= p["retain_mean"] <= xs[-1]
-        diff = {k: p[k] - float(np.interp(p["retain_mean"], xs, [q[k] for q in curve]))
-                for k in (*METRICS, "corpus_ce") if inside and k in p and all(k in q for q in curve)}
-        result.append({"retain_weight": p["retain_weight"], "retain_mean": p["retain_mean"],
-                       "sspu_minus_rmu": diff if inside else None})
+        diff = None
+        if len(curve) >= 2 and xs[0] <= p["retain_mean"] <= xs[-1]:
+            diff = {k: p[k] - float(np.interp(p["retain_mean"], xs, [q[k] for q in curve]))
+                    for k in (*METRICS, "corpus_ce") if k in p and all(k in q for q in curve)}
+        result.append({"retain_weight": p["retain_weight"], "retain_mean": p["retain_mean"], "sspu_minus_rmu": diff})
     return result
 
 
@@ -109,10 +107,10 @@ def table(pts: dict, comparison: list[dict], base_weight: float) -> str:
         if d is None:
             cells = ["outside RMU's range"] + [""] * len(METRICS)
         else:
-            sd = c.get("std_over_seeds", {})
+            sd = c["std_over_seeds"]
             cells = [("–" if k not in d else f"{100 * d[k]:+.1f}" + (f" ± {100 * sd[k]:.1f}" if k in sd else ""))
                      for k in METRICS] + [f"{d['corpus_ce']:+.3f}"]
-        lines.append(f"| {c['retain_weight']:g} | {pct(c['retain_mean'])} | {c.get('seeds_matched', '–')} | "
+        lines.append(f"| {c['retain_weight']:g} | {pct(c['retain_mean'])} | {c['seeds_matched']} | "
                      + " | ".join(cells) + " |")
     at_base = next((c for c in comparison if c["retain_weight"] == base_weight), None)
     if at_base and (d := at_base["sspu_minus_rmu"]):
@@ -138,7 +136,7 @@ def frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: str | P
     if not weights or any(w < 0 for w in weights):
         raise InterpError("--retain-weights needs one or more weights >= 0")
     out = Path(out)
-    _check_config(base, out)
+    config = _config_json(base, out)
     todo = [(m, w, s) for s in range(seeds) for w in weights for m in METHODS
             if not _row_path(out, m, w, s).exists()]
     bar = tqdm(total=len(todo), desc="frontier", unit="point", disable=not show_progress)
@@ -146,6 +144,8 @@ def frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: str | P
         cfg = replace(base, seed=seed)
         s = prepare(cfg)  # nothing in it depends on the retain weight
         corpus = packed_corpus_batch(s.tok, 16, 64, "unlearn-eval")
+        (out / "rows").mkdir(parents=True, exist_ok=True)  # only once a setup loads: bad input leaves nothing
+        _write(out / "config.json", config)
         for method, w, _ in [t for t in todo if t[2] == seed]:
             bar.set_postfix(method=method, retain_weight=w, seed=seed)
             at = replace(cfg, retain_weight=w)

@@ -68,8 +68,9 @@ def unlearn_experiment_cmd(ctx: typer.Context, seeds: int = typer.Option(3),
 
 @unlearn_app.command("frontier")
 def unlearn_frontier_cmd(ctx: typer.Context,
-                         retain_weights: str = typer.Option("5,10,15,20,25,30", help="comma-separated retain weights"),
-                         seeds: int = typer.Option(3), out: Path = typer.Option(Path("runs/unlearn/frontier"))) -> None:
+                         retain_weights: str = typer.Option("5,7.5,10,12.5,15,20,25,30",
+                                                            help="comma-separated retain weights"),
+                         seeds: int = typer.Option(5), out: Path = typer.Option(Path("runs/unlearn/frontier"))) -> None:
     """SSPU and RMU at each retain weight (seeds 0..N-1, the options given before `frontier`); SSPU - RMU with
     RMU interpolated at SSPU's retain accuracy, under every attack."""
     from interp.errors import InterpError

@@ -4,7 +4,9 @@ The retain weight trades retain accuracy for forgetting, and the two methods sit
 trade-off at the same weight. So both are trained at several retain weights (each its own curve of retain
 accuracy against every forget metric), and each SSPU point is compared with RMU's curve interpolated, linearly
 in retain accuracy, at the retain accuracy that SSPU point reaches. Where that lies outside RMU's measured range
-there is no comparison: the curve is never extrapolated.
+there is no comparison: the curve is never extrapolated. The differences are also taken seed by seed (each
+seed's SSPU point against that seed's RMU curve); their std is the table's ±, and the verdict names the ones
+whose mean lies more than two standard errors from zero, the ones the seeds resolve.
 
 Everything else is the `unlearn` run's: the same selection, subspaces, control vectors, data, step budget and
 evaluation (clean and under every attack) for each seed.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
-from statistics import mean, pstdev
+from statistics import mean, pstdev, stdev
 
 import numpy as np
 
@@ -85,10 +87,19 @@ def with_seed_spread(comparison: list[dict], rows: dict) -> list[dict]:
                 per_seed.setdefault(c["retain_weight"], []).append(c["sspu_minus_rmu"])
     for c in comparison:
         diffs = per_seed.get(c["retain_weight"], [])
+        keys = [k for k in METRICS if len(diffs) > 1 and all(k in d for d in diffs)]
         c["seeds_matched"] = len(diffs)
-        c["std_over_seeds"] = {k: pstdev(d[k] for d in diffs) for k in METRICS if len(diffs) > 1
-                               and all(k in d for d in diffs)}
+        c["std_over_seeds"] = {k: pstdev(d[k] for d in diffs) for k in keys}
+        # the seed-by-seed differences' mean and its standard error, to say which differences the seeds resolve
+        c["seed_mean"] = {k: mean(d[k] for d in diffs) for k in keys}
+        c["seed_se"] = {k: stdev(d[k] for d in diffs) / len(diffs) ** 0.5 for k in keys}
     return comparison
+
+
+def resolved(c: dict) -> tuple[list[str], list[str]]:
+    """The metrics whose seed-by-seed mean difference is more than two standard errors below / above zero."""
+    m, se = c.get("seed_mean", {}), c.get("seed_se", {})
+    return ([k for k in m if m[k] < -2 * se[k]], [k for k in m if m[k] > 2 * se[k]])
 
 
 def table(pts: dict, comparison: list[dict], base_weight: float) -> str:
@@ -115,8 +126,11 @@ def table(pts: dict, comparison: list[dict], base_weight: float) -> str:
     at_base = next((c for c in comparison if c["retain_weight"] == base_weight), None)
     if at_base and (d := at_base["sspu_minus_rmu"]):
         worse = [k for k in METRICS if k in d and d[k] >= 0]
+        lower, higher = resolved(at_base)
         lines += ["", f"At retain weight {base_weight:g}, SSPU is lower than RMU at matched retain under "
-                  + ("every metric." if not worse else f"all but: {', '.join(worse)}.")]
+                  + ("every metric." if not worse else f"all but: {', '.join(worse)}.")
+                  + f" Seed by seed ({at_base['seeds_matched']} matched), beyond two standard errors it is lower "
+                  f"under {', '.join(lower) or 'none'} and higher under {', '.join(higher) or 'none'}."]
     return "\n".join(lines) + "\n"
 
 

@@ -215,6 +215,16 @@ def test_seed_spread_takes_each_seed_against_its_own_curve():
     assert c["sspu_minus_rmu"]["forget"] == pytest.approx(0.30 - 0.30)  # mean curves
     assert c["seeds_matched"] == 2 and c["std_over_seeds"]["forget"] == pytest.approx(0.1)  # -0.1 and +0.1
     assert low["seeds_matched"] == 0 and low["sspu_minus_rmu"] is None
+    assert c["seed_mean"]["forget"] == pytest.approx(0.0) and c["seed_se"]["forget"] == pytest.approx(0.1)
+
+
+def test_resolved_needs_two_standard_errors():
+    from saes.unlearn_frontier import resolved
+
+    c = {"seed_mean": {"forget": -0.05, "probe": 0.05, "ablation": 0.05},
+         "seed_se": {"forget": 0.02, "probe": 0.02, "ablation": 0.03}}
+    assert resolved(c) == (["forget"], ["probe"])  # ablation: 0.05 < 2 x 0.03
+    assert resolved({}) == ([], [])
 
 
 def test_tiny_frontier_resumes_and_keeps_one_configuration(sae_run, tmp_path, monkeypatch):

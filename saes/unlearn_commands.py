@@ -32,6 +32,7 @@ def unlearn_cmd(
                                                   "or all"),
     steps: int = typer.Option(300),
     lr: float = typer.Option(2e-3),
+    n_eval: int = typer.Option(200, help="test prompts per task for every metric (a task with fewer uses all)"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/unlearn/run"), help="the run directory"),
 ) -> None:
@@ -49,7 +50,7 @@ def _config(params: dict, **overrides):
     from .unlearning import UnlearnConfig
 
     keys = ("model", "forget", "retain", "layer", "features", "irrelevant", "steering_coef", "retain_weight",
-            "reg_weight", "params", "push_at", "steps", "lr", "seed")
+            "reg_weight", "params", "push_at", "steps", "lr", "n_eval", "seed")
     cfg = {k: params[k] for k in keys} | {"sae": str(params["sae"]) if params["sae"] else None,
                                           "out": str(params["out"])}
     return UnlearnConfig(**(cfg | overrides))

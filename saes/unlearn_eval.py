@@ -44,8 +44,13 @@ def _format(e: Example) -> Example:
     return Example(re.sub(r"(\d+) ([*/+-]) (\d+) =$", r"( \1 ) \2 ( \3 ) =", e.clean), "", e.label)
 
 
+def test_set(task: str, n_eval: int) -> list[Example]:
+    """The first `n_eval` test prompts of `task`, or all of them where the split holds fewer."""
+    return make_examples(task, "test", n_eval, 0, at_most=True)
+
+
 def prompt_sets(task: str, n_eval: int, seed: int) -> dict[str, list[Example]]:
-    test = make_examples(task, "test", n_eval, 0)
+    test = test_set(task, n_eval)
     shots = make_examples(task, "train", 3, seed)
     prefix = " ".join(f"{s.clean} {s.label} ." for s in shots)
     sets = {"clean": test, "few_shot": [Example(f"{prefix} {e.clean}", "", e.label) for e in test],
@@ -57,7 +62,7 @@ def prompt_sets(task: str, n_eval: int, seed: int) -> dict[str, list[Example]]:
 
 def chance(task: str, n_eval: int) -> float:
     """Accuracy of always answering the test split's most common label."""
-    labels = [e.label for e in make_examples(task, "test", n_eval, 0)]
+    labels = [e.label for e in test_set(task, n_eval)]
     return Counter(labels).most_common(1)[0][1] / len(labels)
 
 
@@ -81,7 +86,7 @@ def last_token_acts(model, tok, examples: list[Example], layer: int) -> torch.Te
 
 
 def probe_accuracy(model, tok, task: str, layer: int, n_train: int, n_eval: int, seed: int) -> float:
-    train, test = make_examples(task, "train", n_train, seed, at_most=True), make_examples(task, "test", n_eval, 0)
+    train, test = make_examples(task, "train", n_train, seed, at_most=True), test_set(task, n_eval)
     x, xt = last_token_acts(model, tok, train, layer), last_token_acts(model, tok, test, layer)
     mu, sd = x.mean(0), x.std(0) + 1e-6
     x, xt = (x - mu) / sd, (xt - mu) / sd
@@ -136,7 +141,7 @@ def evaluate(model, tok, forget: str, retain: list[str], corpus: torch.Tensor, l
     with edit(model):
         sets = prompt_sets(forget, cfg.n_eval, cfg.seed)
         out["forget"] = accuracy(model, tok, sets["clean"])
-        out["retain"] = {t: accuracy(model, tok, make_examples(t, "test", cfg.n_eval, 0)) for t in retain}
+        out["retain"] = {t: accuracy(model, tok, test_set(t, cfg.n_eval)) for t in retain}
         out["corpus_ce"] = corpus_ce(model, corpus)
         for name in ("few_shot", "reworded", "format"):
             if name in sets:

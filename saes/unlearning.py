@@ -46,7 +46,7 @@ class UnlearnConfig:
     lr: float = 2e-3
     clamp: float = 1.0
     batch_size: int = 32
-    n_eval: int = 200
+    n_eval: int = 200  # test prompts per task (all of a task's test split where it holds fewer)
     probe_examples: int = 1000
     relearn_examples: int = 10
     relearn_steps: int = 20
@@ -80,6 +80,8 @@ class UnlearnConfig:
             raise InterpError(f"--push-at must be distinct or all, got {self.push_at!r}")
         if self.steps < 1 or self.lr <= 0:
             raise InterpError("--steps and --lr must be positive")
+        if self.n_eval < 1:
+            raise InterpError("--n-eval must be >= 1")
 
 
 def tuned_model(path: Path = TUNED) -> str:

@@ -176,6 +176,7 @@ def _cli(*args):
     (["--forget", "nope"], "unknown task"),
     (["--features", "5000"], "too many"),
     (["--irrelevant", "loud"], "--irrelevant must be score or quiet"),
+    (["--n-eval", "0"], "--n-eval must be >= 1"),
     (["frontier", "--retain-weights", "ten"], "--retain-weights takes comma-separated numbers"),
 ])
 def test_bad_inputs(sae_run, tmp_path, args, message):
@@ -183,6 +184,16 @@ def test_bad_inputs(sae_run, tmp_path, args, message):
     r = _cli("--model", "pythia-mini", "--sae", str(sae_run), "--out", str(out), *args)
     assert r.returncode != 0 and message in r.stderr.strip().splitlines()[-1], r.stderr[-500:]
     assert not out.exists() and not out.with_name("bad.partial").exists()
+
+
+def test_eval_sets_take_a_whole_split_when_it_is_smaller():
+    from saes.unlearn_eval import chance, prompt_sets, test_set
+
+    small = test_set("function", 100_000)  # the split holds a few hundred
+    assert 100 < len(small) < 100_000 and len({e.clean for e in small}) == len(small)
+    assert test_set("function", 50) == small[:50]  # a larger n_eval extends the same prompts
+    sets = prompt_sets("mul_div", 100_000, 0)
+    assert len({len(v) for v in sets.values()}) == 1 and 0 < chance("mul_div", 100_000) < 1
 
 
 def test_sae_of_another_model_is_refused(sae_run, tmp_path):

@@ -267,7 +267,10 @@ def unlearn(cfg: UnlearnConfig | None = None, show_progress: bool = True) -> dic
     cfg.validate()
     out = Path(cfg.out)
     if (out / "report.json").exists():
-        return json.loads((out / "report.json").read_text())
+        report = json.loads((out / "report.json").read_text())
+        if report["config"] != asdict(cfg):
+            raise InterpError(f"{out} holds a finished run with other options; choose another --out")
+        return report
     if out.exists():
         raise InterpError(f"{out} exists and is not a finished unlearn run; choose another --out")
     work = _open_work(cfg, out)

@@ -160,6 +160,9 @@ def test_tiny_end_to_end_run_resumes_after_a_stop(sae_run, tmp_path, monkeypatch
         assert {"few_shot", "reworded", "format", "relearn", "probe"} <= set(row)
         assert ("ablation" in row) == (name != "original")
     assert not out.with_name("run.partial").exists()
+    assert unlearn(cfg, show_progress=False) == report  # a finished run is read back
+    with pytest.raises(InterpError, match="finished run with other options"):
+        unlearn(replace(cfg, retain_weight=5.0), show_progress=False)
     sel = json.loads((out / "selection.json").read_text())
     assert len(sel["forget_features"]) == 4 and sel["forget_features"][0]["score"] >= sel["forget_features"][-1]["score"]
     assert "| sspu |" in (out / "report.md").read_text()

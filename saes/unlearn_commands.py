@@ -32,7 +32,8 @@ def unlearn_cmd(
                                                   "or all"),
     steps: int = typer.Option(300),
     lr: float = typer.Option(2e-3),
-    n_eval: int = typer.Option(200, help="test prompts per task for every metric (a task with fewer uses all)"),
+    n_eval: int = typer.Option(1000, help="test prompts per task for every metric, at most (default: every "
+                                           "task's whole test split)"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/unlearn/run"), help="the run directory"),
 ) -> None:
@@ -71,7 +72,7 @@ def unlearn_experiment_cmd(ctx: typer.Context, seeds: int = typer.Option(3),
 def unlearn_frontier_cmd(ctx: typer.Context,
                          retain_weights: str = typer.Option("5,7.5,10,12.5,15,20,25,30",
                                                             help="comma-separated retain weights"),
-                         seeds: int = typer.Option(5), out: Path = typer.Option(Path("runs/unlearn/frontier"))) -> None:
+                         seeds: int = typer.Option(8), out: Path = typer.Option(Path("runs/unlearn/frontier"))) -> None:
     """SSPU and RMU at each retain weight (seeds 0..N-1, the options given before `frontier`); SSPU - RMU with
     RMU interpolated at SSPU's retain accuracy, under every attack."""
     from interp.errors import InterpError

@@ -46,7 +46,7 @@ class UnlearnConfig:
     lr: float = 2e-3
     clamp: float = 1.0
     batch_size: int = 32
-    n_eval: int = 200  # test prompts per task (all of a task's test split where it holds fewer)
+    n_eval: int = 1000  # test prompts per task, at most: every task's whole test split (210 to 1000 prompts)
     probe_examples: int = 1000
     relearn_examples: int = 10
     relearn_steps: int = 20

@@ -18,8 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from interp.evaluate import accuracy
-from interp.tasks import make_examples
-from saes.unlearn_eval import ablation_accuracy, probe_accuracy, prompt_sets
+from saes.unlearn_eval import ablation_accuracy, probe_accuracy, prompt_sets, test_set
 from saes.unlearning import UnlearnConfig, prepare
 
 OLD = dict(steps=150)  # the default step budget until the step sweep below showed both methods still forgetting
@@ -50,8 +49,7 @@ METRICS = ("forget", "retain", "probe", "ablation")
 
 
 def measure(model, s, cfg: UnlearnConfig) -> dict:
-    test = lambda t: make_examples(t, "test", cfg.n_eval, 0)
-    retain = [accuracy(model, s.tok, test(t)) for t in cfg.retain_tasks()]
+    retain = [accuracy(model, s.tok, test_set(t, cfg.n_eval)) for t in cfg.retain_tasks()]
     clean = prompt_sets(cfg.forget, cfg.n_eval, cfg.seed)["clean"]
     return {"forget": accuracy(model, s.tok, clean), "retain": sum(retain) / len(retain),
             "probe": probe_accuracy(model, s.tok, cfg.forget, s.sel.layer, cfg.probe_examples, cfg.n_eval, cfg.seed),
@@ -92,6 +90,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/unlearn-sweep")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0])
+    ap.add_argument("--n-eval", type=int, default=200, help="test prompts per task (200 made the README table)")
     ap.add_argument("--only", nargs="*", help="variant names; one that names none is taken as a start (default: all)")
     args = ap.parse_args()
     out = Path(args.out)
@@ -102,7 +101,7 @@ def main() -> None:
         done[r["variant"], r["config"]["seed"]] = r
     for seed in args.seeds:
         for name in chosen(args.only):
-            cfg = replace(UnlearnConfig(seed=seed), **VARIANTS[name])
+            cfg = replace(UnlearnConfig(seed=seed, n_eval=args.n_eval), **VARIANTS[name])
             if (name, seed) in done and done[name, seed]["config"] == asdict(cfg) and complete(done[name, seed]):
                 continue
             s = prepare(cfg)
@@ -116,7 +115,7 @@ def main() -> None:
             with log.open("a") as f:
                 f.write(json.dumps(row) + "\n")
     text = table(done)
-    (out / "sweep.md").write_text(text + f"\n\nmeans over the seeds run; accuracy in % on {UnlearnConfig().n_eval} "
+    (out / "sweep.md").write_text(text + f"\n\nmeans over the seeds run; accuracy in % on {args.n_eval} "
                                   f"test prompts; – : not measured (rows from before the sweep measured attacks)\n")
     print(text)
 

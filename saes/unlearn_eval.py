@@ -18,6 +18,7 @@ import copy
 import re
 from collections import Counter
 from contextlib import nullcontext
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +47,12 @@ def _format(e: Example) -> Example:
 
 def test_set(task: str, n_eval: int) -> list[Example]:
     """The first `n_eval` test prompts of `task`, or all of them where the split holds fewer."""
-    return make_examples(task, "test", n_eval, 0, at_most=True)
+    return list(_test_set(task, n_eval))
+
+
+@lru_cache(maxsize=None)
+def _test_set(task: str, n_eval: int) -> tuple[Example, ...]:
+    return tuple(make_examples(task, "test", n_eval, 0, at_most=True))  # sampling a whole split takes up to a second
 
 
 def prompt_sets(task: str, n_eval: int, seed: int) -> dict[str, list[Example]]:

@@ -45,14 +45,10 @@ def _format(e: Example) -> Example:
     return Example(re.sub(r"(\d+) ([*/+-]) (\d+) =$", r"( \1 ) \2 ( \3 ) =", e.clean), "", e.label)
 
 
-def test_set(task: str, n_eval: int) -> list[Example]:
+@lru_cache(maxsize=None)  # sampling a whole split takes up to a second, and every evaluation reads it
+def test_set(task: str, n_eval: int) -> tuple[Example, ...]:
     """The first `n_eval` test prompts of `task`, or all of them where the split holds fewer."""
-    return list(_test_set(task, n_eval))
-
-
-@lru_cache(maxsize=None)
-def _test_set(task: str, n_eval: int) -> tuple[Example, ...]:
-    return tuple(make_examples(task, "test", n_eval, 0, at_most=True))  # sampling a whole split takes up to a second
+    return tuple(make_examples(task, "test", n_eval, 0, at_most=True))
 
 
 def prompt_sets(task: str, n_eval: int, seed: int) -> dict[str, list[Example]]:

@@ -27,6 +27,8 @@ def unlearn_cmd(
     steering_coef: float = typer.Option(1.0, help="c = coef x mean activation norm at the layer"),
     retain_weight: float = typer.Option(20.0),
     reg_weight: float = typer.Option(10.0, help="weight of the update's component outside the relevant subspace"),
+    target: str = typer.Option("control", help="SSPU's forget push: control (toward c x u), erase (the "
+                                               "relevant-subspace component toward 0) or control+erase"),
     params: str = typer.Option("dense_4h_to_h", help="module suffixes trained in layers l-2..l"),
     push_at: str = typer.Option("distinct", help="forget positions pushed: distinct (prefix in no retain prompt) "
                                                   "or all"),
@@ -51,7 +53,7 @@ def _config(params: dict, **overrides):
     from .unlearning import UnlearnConfig
 
     keys = ("model", "forget", "retain", "layer", "features", "irrelevant", "steering_coef", "retain_weight",
-            "reg_weight", "params", "push_at", "steps", "lr", "n_eval", "seed")
+            "reg_weight", "target", "params", "push_at", "steps", "lr", "n_eval", "seed")
     cfg = {k: params[k] for k in keys} | {"sae": str(params["sae"]) if params["sae"] else None,
                                           "out": str(params["out"])}
     return UnlearnConfig(**(cfg | overrides))

@@ -26,7 +26,7 @@ import numpy as np
 
 from interp.errors import InterpError
 
-from .unlearning import UnlearnConfig, _write
+from .unlearning import UnlearnConfig, _write, same_options
 
 METHODS = ("sspu", "rmu")
 METRICS = ("forget", "few_shot", "reworded", "format", "relearn", "probe", "ablation")  # lower is better
@@ -38,11 +38,11 @@ def _row_path(out: Path, method: str, weight: float, seed: int) -> Path:
 
 def _config_json(base: UnlearnConfig, out: Path) -> str:
     """One run directory holds one configuration; only the retain weight and the seed vary inside it."""
-    mine = json.dumps(asdict(replace(base, seed=0, retain_weight=0.0, out="")), indent=1)
+    mine = replace(base, seed=0, retain_weight=0.0, out="")
     saved = out / "config.json"
-    if saved.exists() and json.loads(saved.read_text()) != json.loads(mine):
+    if saved.exists() and not same_options(json.loads(saved.read_text()), mine):
         raise InterpError(f"{out} holds a frontier with other options; rerun with those, or choose another --out")
-    return mine
+    return json.dumps(asdict(mine), indent=1)
 
 
 def points(rows: dict) -> dict:

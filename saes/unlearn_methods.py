@@ -4,6 +4,8 @@
   direction projected into the irrelevant subspace; retain activations held to the frozen model's; and the
   penalty (reg_weight / 2) ||(I - Q Q^T) dW||^2 on the part of each updated matrix's change that writes outside
   the relevant subspace (Q: its orthonormal basis), applied as a proximal step (see `_shrink_outside`).
+  Variants (`target`): "erase" pushes the forget activations' relevant component ||Q^T h||^2 to zero instead of
+  pushing toward c*u; "control+erase" adds that term to the push toward c*u.
 - RMU (Li et al. 2024): the same push with u ~ uniform[0, 1) normalised, no subspace term.
 - Gradient ascent: minus the answer cross-entropy on forget prompts, plus it on retain prompts.
 - SAE clamping (inference only): where any forget feature fires at layer l, set the forget features to
@@ -96,8 +98,10 @@ def _answer_ce(model, inputs, targets):
 
 def train(method: str, base, data: Batches, names: list[str], layer: int, steps: int, lr: float, seed: int,
           coef: float = 0.0, u: torch.Tensor | None = None, retain_weight: float = 1.0, reg_weight: float = 0.0,
-          relevant: torch.Tensor | None = None, batch: int = 32, progress=None):
-    """A copy of `base` after `steps` of `method`; only `names` change."""
+          relevant: torch.Tensor | None = None, batch: int = 32, target: str = "control", progress=None):
+    """A copy of `base` after `steps` of `method`; only `names` change. `target` (SSPU only): "control" pushes
+    forget activations toward coef * u; "erase" pushes their component in the relevant subspace to zero;
+    "control+erase" adds the two terms."""
     model = copy.deepcopy(base)
     frozen = base.eval()
     params = dict(model.named_parameters())
@@ -126,7 +130,10 @@ def train(method: str, base, data: Batches, names: list[str], layer: int, steps:
             with torch.no_grad(), capture(frozen, layer) as h0:
                 frozen(input_ids=r_in)
                 frozen(input_ids=corpus)
-            loss = ((h[0] - coef * u) ** 2).mean(-1)[f_mask].mean()
+            push = ((h[0] - coef * u) ** 2).mean(-1) if method == "rmu" or target != "erase" else 0.0
+            if method == "sspu" and target != "control":  # the relevant component's energy, per dimension
+                push = push + ((h[0] @ relevant) ** 2).sum(-1) / h[0].shape[-1]
+            loss = push[f_mask].mean()
             loss = loss + retain_weight * (F.mse_loss(h[1], h0[0]) + F.mse_loss(h[2], h0[1]))
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -40,6 +40,7 @@ class UnlearnConfig:
     steering_coef: float = 1.0  # c = coef x mean norm of the layer's activations on forget prompts
     retain_weight: float = 20.0
     reg_weight: float = 10.0  # the subspace penalty; its proximal step shrinks the outside part by 1 + lr x this
+    target: str = "control"  # SSPU's forget push: "control" (toward c*u), "erase" (relevant component to 0), both
     params: str = "dense_4h_to_h"  # module suffixes in layers l-2..l
     push_at: str = "distinct"  # forget positions pushed: "distinct" (prefix in no retain prompt) or "all"
     steps: int = 300
@@ -76,6 +77,8 @@ class UnlearnConfig:
             raise InterpError("--features must be >= 1")
         if self.irrelevant not in ("score", "quiet"):
             raise InterpError(f"--irrelevant must be score or quiet, got {self.irrelevant!r}")
+        if self.target not in ("control", "erase", "control+erase"):
+            raise InterpError(f"--target must be control, erase or control+erase, got {self.target!r}")
         if self.push_at not in ("distinct", "all"):
             raise InterpError(f"--push-at must be distinct or all, got {self.push_at!r}")
         if self.steps < 1 or self.lr <= 0:
@@ -163,13 +166,18 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def same_options(saved: dict, cfg: UnlearnConfig) -> bool:
+    """Whether a saved config is `cfg`; an option added since it was saved counts as its default."""
+    return asdict(UnlearnConfig()) | saved == asdict(cfg)
+
+
 def _open_work(cfg: UnlearnConfig, out: Path) -> Path:
     """`<out>.partial`, resumed when it holds a stopped run of this very configuration."""
     work = out.with_name(out.name + ".partial")
     saved = work / "config.json"
     if work.exists() and not saved.exists():
         shutil.rmtree(work)  # stopped before anything worth keeping
-    elif saved.exists() and json.loads(saved.read_text()) != asdict(cfg):
+    elif saved.exists() and not same_options(json.loads(saved.read_text()), cfg):
         raise InterpError(f"{work} holds a stopped run with other options; rerun with those, remove it, or choose "
                           f"another --out")
     return work
@@ -217,7 +225,8 @@ class Setup:
         return um.train(method, self.base, self.data, self.names, self.sel.layer, cfg.steps, cfg.lr, cfg.seed,
                         coef=self.coef, u=self.u.get(method),
                         retain_weight=cfg.retain_weight if method != "gradient_ascent" else 1.0,
-                        reg_weight=cfg.reg_weight, relevant=self.relevant, batch=cfg.batch_size, progress=progress)
+                        reg_weight=cfg.reg_weight, relevant=self.relevant, batch=cfg.batch_size, target=cfg.target,
+                        progress=progress)
 
 
 def prepare(cfg: UnlearnConfig) -> Setup:
@@ -268,7 +277,7 @@ def unlearn(cfg: UnlearnConfig | None = None, show_progress: bool = True) -> dic
     out = Path(cfg.out)
     if (out / "report.json").exists():
         report = json.loads((out / "report.json").read_text())
-        if report["config"] != asdict(cfg):
+        if not same_options(report["config"], cfg):
             raise InterpError(f"{out} holds a finished run with other options; choose another --out")
         return report
     if out.exists():

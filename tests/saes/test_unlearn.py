@@ -82,6 +82,21 @@ def test_only_chosen_parameters_change_and_the_update_stays_in_the_subspace(setu
     assert share(held, w) < 0.5 * share(free, w)
 
 
+def test_erase_target_shrinks_the_relevant_component_of_forget_activations(setup):
+    base, data, saes = setup
+    relevant = basis(saes[2][1], list(range(8)))
+    names = um.param_names(base, [0, 1, 2], "dense_4h_to_h")
+    erased = um.train("sspu", base, data, names, 2, 6, 1e-2, 0, retain_weight=1.0, relevant=relevant, batch=8,
+                      target="erase")
+    inputs, mask = data.forget[0][:32], data.forget_mask[:32]
+
+    def relevant_energy(model):
+        with torch.no_grad(), um.capture(model, 2) as h:
+            model(input_ids=inputs)
+        return ((h[0] @ relevant) ** 2).sum(-1)[mask].mean().item()
+    assert relevant_energy(erased) < 0.5 * relevant_energy(base)
+
+
 def test_push_skips_positions_a_retain_prompt_shares(setup):
     _, data, _ = setup
     from interp.loading import load_model
@@ -179,6 +194,7 @@ def _cli(*args):
     (["--forget", "nope"], "unknown task"),
     (["--features", "5000"], "too many"),
     (["--irrelevant", "loud"], "--irrelevant must be score or quiet"),
+    (["--target", "zero"], "--target must be control, erase or control+erase"),
     (["--n-eval", "0"], "--n-eval must be >= 1"),
     (["frontier", "--retain-weights", "ten"], "--retain-weights takes comma-separated numbers"),
 ])
@@ -264,3 +280,15 @@ def test_tiny_frontier_resumes_and_keeps_one_configuration(sae_run, tmp_path, mo
     assert "| sspu | 50 | 1 |" in (out / "frontier.md").read_text()
     with pytest.raises(InterpError, match="frontier with other options"):
         frontier(replace(cfg, steps=3), [1.0], 1, out, show_progress=False)
+
+
+def test_a_run_saved_before_an_option_existed_matches_that_options_default():
+    from dataclasses import asdict
+
+    from saes.unlearning import UnlearnConfig, same_options
+
+    saved = asdict(UnlearnConfig(seed=2))
+    del saved["target"]
+    assert same_options(saved, UnlearnConfig(seed=2))
+    assert not same_options(saved, UnlearnConfig(seed=2, target="erase"))
+    assert not same_options(saved, UnlearnConfig(seed=3))

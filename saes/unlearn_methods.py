@@ -130,8 +130,9 @@ def train(method: str, base, data: Batches, names: list[str], layer: int, steps:
             with torch.no_grad(), capture(frozen, layer) as h0:
                 frozen(input_ids=r_in)
                 frozen(input_ids=corpus)
-            push = ((h[0] - coef * u) ** 2).mean(-1) if method == "rmu" or target != "erase" else 0.0
-            if method == "sspu" and target != "control":  # the relevant component's energy, per dimension
+            kind = target if method == "sspu" else "control"
+            push = ((h[0] - coef * u) ** 2).mean(-1) if kind != "erase" else 0.0
+            if kind != "control":  # the relevant component's energy, per dimension
                 push = push + ((h[0] @ relevant) ** 2).sum(-1) / h[0].shape[-1]
             loss = push[f_mask].mean()
             loss = loss + retain_weight * (F.mse_loss(h[1], h0[0]) + F.mse_loss(h[2], h0[1]))

@@ -40,7 +40,7 @@ class UnlearnConfig:
     steering_coef: float = 1.0  # c = coef x mean norm of the layer's activations on forget prompts
     retain_weight: float = 20.0
     reg_weight: float = 10.0  # the subspace penalty; its proximal step shrinks the outside part by 1 + lr x this
-    target: str = "control"  # SSPU's forget push: "control" (toward c*u), "erase" (relevant component to 0), both
+    target: str = "control"  # SSPU's forget push: "control" (toward c*u), "erase" (relevant part to 0), "control+erase"
     params: str = "dense_4h_to_h"  # module suffixes in layers l-2..l
     push_at: str = "distinct"  # forget positions pushed: "distinct" (prefix in no retain prompt) or "all"
     steps: int = 300

@@ -32,6 +32,8 @@ def unlearn_cmd(
     params: str = typer.Option("dense_4h_to_h", help="module suffixes trained in layers l-2..l"),
     push_at: str = typer.Option("distinct", help="forget positions pushed: distinct (prefix in no retain prompt) "
                                                   "or all"),
+    forget_text: str = typer.Option("prompts", help="forget data: prompts (the task's), or prompts+words (also "
+                                                    "'a times b is' and 'the quotient of p and b is'; mul_div)"),
     steps: int = typer.Option(300),
     lr: float = typer.Option(2e-3),
     n_eval: int = typer.Option(1000, help="test prompts per task for every metric, at most (default: every "
@@ -53,7 +55,7 @@ def _config(params: dict, **overrides):
     from .unlearning import UnlearnConfig
 
     keys = ("model", "forget", "retain", "layer", "features", "irrelevant", "steering_coef", "retain_weight",
-            "reg_weight", "target", "params", "push_at", "steps", "lr", "n_eval", "seed")
+            "reg_weight", "target", "params", "push_at", "forget_text", "steps", "lr", "n_eval", "seed")
     cfg = {k: params[k] for k in keys} | {"sae": str(params["sae"]) if params["sae"] else None,
                                           "out": str(params["out"])}
     return UnlearnConfig(**(cfg | overrides))

@@ -32,13 +32,20 @@ from .unlearn_methods import ablate_fn, capture, edit_output
 ATTACKS = ("few_shot", "reworded", "format", "relearn", "probe", "ablation")
 
 
-def _reworded(e: Example) -> Example:
+# The corpus's four word forms of multiplication and division (interp/corpus.py): the reworded attack uses two;
+# `--forget-text prompts+words` unlearns on the other two, so the attack's wording stays held out.
+ATTACK_WORDS = ("the product of {a} and {b} is", "{p} divided by {b} is")
+TRAIN_WORDS = ("{a} times {b} is", "the quotient of {p} and {b} is")
+
+
+def reword(e: Example, forms: tuple[str, str] = ATTACK_WORDS) -> Example:
+    """A mul_div prompt in words, with no instruction: forms = (multiplication, division)."""
     m = re.search(r"(\d+) \* (\d+) =$", e.clean)
     if m:
         a, b = m.groups()
-        return Example(f"the product of {a} and {b} is", "", e.label)
+        return Example(forms[0].format(a=a, b=b), "", e.label)
     p, b = re.search(r"(\d+) / (\d+) =$", e.clean).groups()
-    return Example(f"{p} divided by {b} is", "", e.label)
+    return Example(forms[1].format(p=p, b=b), "", e.label)
 
 
 def _format(e: Example) -> Example:
@@ -58,7 +65,7 @@ def prompt_sets(task: str, n_eval: int, seed: int) -> dict[str, list[Example]]:
     sets = {"clean": test, "few_shot": [Example(f"{prefix} {e.clean}", "", e.label) for e in test],
             "format": [_format(e) for e in test]}
     if task == "mul_div":  # word forms exist for this family in the corpus
-        sets["reworded"] = [_reworded(e) for e in test]
+        sets["reworded"] = [reword(e) for e in test]
     return sets
 
 

@@ -6,6 +6,8 @@
   the relevant subspace (Q: its orthonormal basis), applied as a proximal step (see `_shrink_outside`).
   Variants (`target`): "erase" pushes the forget activations' relevant component ||Q^T h||^2 to zero instead of
   pushing toward c*u; "control+erase" adds that term to the push toward c*u.
+- More forget text (`Batches.words`, the task in words): each step adds one word form's batch to every method's
+  forget term, the forms in turn.
 - RMU (Li et al. 2024): the same push with u ~ uniform[0, 1) normalised, no subspace term.
 - Gradient ascent: minus the answer cross-entropy on forget prompts, plus it on retain prompts.
 - SAE clamping (inference only): where any forget feature fires at layer l, set the forget features to
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +33,7 @@ class Batches:
     retain: list[tuple[torch.Tensor, torch.Tensor]]  # one pair per retain task
     corpus: torch.Tensor  # [n, seq] base-corpus token ids
     forget_mask: torch.Tensor | None = None  # [n, seq] bool: where the push applies (None: every position)
+    words: list[tuple] = field(default_factory=list)  # more forget text, one (inputs, targets, mask) per word form
 
 
 def distinct_positions(forget: torch.Tensor, retain: list[torch.Tensor]) -> torch.Tensor:
@@ -114,27 +117,38 @@ def train(method: str, base, data: Batches, names: list[str], layer: int, steps:
     opt = torch.optim.AdamW(trained, lr=lr, weight_decay=0.0)
     outside = None if relevant is None else torch.eye(relevant.shape[0]) - relevant @ relevant.T
     model.train()
-    mask = data.forget_mask if data.forget_mask is not None else torch.ones_like(data.forget[0], dtype=torch.bool)
+    everywhere = lambda ids, mask: mask if mask is not None else torch.ones_like(ids, dtype=torch.bool)
+    kind = target if method == "sspu" else "control"
+
+    def push(h, mask):
+        loss = ((h - coef * u) ** 2).mean(-1) if kind != "erase" else 0.0
+        if kind != "control":  # the relevant component's energy, per dimension
+            loss = loss + ((h @ relevant) ** 2).sum(-1) / h.shape[-1]
+        return loss[mask].mean()
+
     for step in range(steps):
-        f_in, f_t, f_mask = _pick((*data.forget, mask), step, batch, seed)
+        # the task's prompts every step; with word forms, one form's batch too, in turn
+        forget = [_pick((*data.forget, everywhere(data.forget[0], data.forget_mask)), step, batch, seed)]
+        if data.words:
+            ids, targets, mask = data.words[step % len(data.words)]
+            forget.append(_pick((ids, targets, everywhere(ids, mask)), step, batch, seed + 2))
         r_in, r_t = _pick(data.retain[step % len(data.retain)], step, batch, seed + 1)
         if method == "gradient_ascent":
-            loss = -_answer_ce(model, f_in, f_t) + retain_weight * _answer_ce(model, r_in, r_t)
+            loss = -sum(_answer_ce(model, f_in, f_t) for f_in, f_t, _ in forget)
+            loss = loss + retain_weight * _answer_ce(model, r_in, r_t)
         else:
             corpus = data.corpus[torch.randint(len(data.corpus), (max(1, batch // 4),),
                                                generator=torch.Generator().manual_seed(seed + step))]
             with capture(model, layer) as h:
-                model(input_ids=f_in)
+                model(input_ids=forget[0][0])
                 model(input_ids=r_in)
                 model(input_ids=corpus)
+                for f_in, _, _ in forget[1:]:
+                    model(input_ids=f_in)
             with torch.no_grad(), capture(frozen, layer) as h0:
                 frozen(input_ids=r_in)
                 frozen(input_ids=corpus)
-            kind = target if method == "sspu" else "control"
-            push = ((h[0] - coef * u) ** 2).mean(-1) if kind != "erase" else 0.0
-            if kind != "control":  # the relevant component's energy, per dimension
-                push = push + ((h[0] @ relevant) ** 2).sum(-1) / h[0].shape[-1]
-            loss = push[f_mask].mean()
+            loss = sum(push(hf, f[2]) for hf, f in zip([h[0], *h[3:]], forget))
             loss = loss + retain_weight * (F.mse_loss(h[1], h0[0]) + F.mse_loss(h[2], h0[1]))
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -43,6 +43,7 @@ class UnlearnConfig:
     target: str = "control"  # SSPU's forget push: "control" (toward c*u), "erase" (relevant part to 0), "control+erase"
     params: str = "dense_4h_to_h"  # module suffixes in layers l-2..l
     push_at: str = "distinct"  # forget positions pushed: "distinct" (prefix in no retain prompt) or "all"
+    forget_text: str = "prompts"  # "prompts+words": also unlearn on two of the corpus's word forms (mul_div only)
     steps: int = 300
     lr: float = 2e-3
     clamp: float = 1.0
@@ -81,6 +82,10 @@ class UnlearnConfig:
             raise InterpError(f"--target must be control, erase or control+erase, got {self.target!r}")
         if self.push_at not in ("distinct", "all"):
             raise InterpError(f"--push-at must be distinct or all, got {self.push_at!r}")
+        if self.forget_text not in ("prompts", "prompts+words"):
+            raise InterpError(f"--forget-text must be prompts or prompts+words, got {self.forget_text!r}")
+        if self.forget_text == "prompts+words" and forget != ["mul_div"]:
+            raise InterpError("--forget-text prompts+words needs --forget mul_div, the family the corpus words")
         if self.steps < 1 or self.lr <= 0:
             raise InterpError("--steps and --lr must be positive")
         if self.n_eval < 1:
@@ -143,12 +148,21 @@ def _batches(tok, cfg: UnlearnConfig):
     from interp.finetune import encode_train
     from interp.tasks import make_examples
 
+    from .unlearn_eval import TRAIN_WORDS, reword
     from .unlearn_methods import Batches, distinct_positions
 
-    pairs = lambda t: encode_train(tok, make_examples(t, "train", 2000, cfg.seed, at_most=True), False)
-    forget, retain = pairs(cfg.forget_tasks()[0]), [pairs(t) for t in cfg.retain_tasks()]
-    mask = distinct_positions(forget[0], [r[0] for r in retain]) if cfg.push_at == "distinct" else None
-    return Batches(forget, retain, packed_corpus_batch(tok, 256, 32, f"unlearn-train-{cfg.seed}"), mask)
+    examples = lambda t: make_examples(t, "train", 2000, cfg.seed, at_most=True)
+    forget = encode_train(tok, examples(cfg.forget_tasks()[0]), False)
+    retain = [encode_train(tok, examples(t), False) for t in cfg.retain_tasks()]
+    mask = lambda ids: distinct_positions(ids, [r[0] for r in retain]) if cfg.push_at == "distinct" else None
+    words = []
+    if cfg.forget_text == "prompts+words":  # one group per form: a group's prompts share a token length
+        worded = [reword(e, TRAIN_WORDS) for e in examples(cfg.forget_tasks()[0])]
+        for form in ("times", "quotient"):
+            ids, targets = encode_train(tok, [e for e in worded if form in e.clean], False)
+            words.append((ids, targets, mask(ids)))
+    corpus = packed_corpus_batch(tok, 256, 32, f"unlearn-train-{cfg.seed}")
+    return Batches(forget, retain, corpus, mask(forget[0]), words)
 
 
 def _selection_json(sel, sae_dir: Path) -> dict:

@@ -113,6 +113,29 @@ def test_push_skips_positions_a_retain_prompt_shares(setup):
     assert not (mask[:, :-1] & ~mask[:, 1:]).any()
 
 
+def test_word_forms_are_extra_forget_text_and_the_attacks_wording_stays_held_out(setup):
+    from interp.loading import load_model
+    from saes.unlearn_eval import prompt_sets
+    from saes.unlearning import UnlearnConfig, _batches
+
+    tok = load_model("pythia-mini", bridge=False).tokenizer
+    data = _batches(tok, UnlearnConfig(forget_text="prompts+words"))
+    assert torch.equal(data.forget[0], setup[1].forget[0]) and not setup[1].words  # the prompts are unchanged
+    wording = lambda text: " ".join(w for w in text.split() if not w.isdigit())
+    seen = set()
+    for ids, targets, mask in data.words:
+        assert mask[:, 1:].all()  # no retain prompt starts like a worded one, so every position is pushed
+        for row, label in zip(ids[:50].tolist(), targets[:50].tolist()):
+            text = tok.decode(row[1:-1])  # without <bos> and the answer
+            a, b = [int(w) for w in text.split() if w.isdigit()]
+            assert row[-1] == label and tok.decode([label]).strip() == str(a * b if "times" in text else a // b)
+            seen.add(wording(text))
+    assert seen == {"times is", "the quotient of and is"}
+    # the reworded attack asks in the corpus's other two forms, never unlearned on
+    attack = {wording(e.clean) for e in prompt_sets("mul_div", 50, 0)["reworded"]}
+    assert attack == {"the product of and is", "divided by is"}
+
+
 def test_control_vector_lies_in_the_irrelevant_subspace(setup):
     q = basis(setup[2][2][1], list(range(50, 60)))
     u = um.control_vector(128, 3, q)
@@ -196,6 +219,8 @@ def _cli(*args):
     (["--irrelevant", "loud"], "--irrelevant must be score or quiet"),
     (["--target", "zero"], "--target must be control, erase or control+erase"),
     (["--n-eval", "0"], "--n-eval must be >= 1"),
+    (["--forget-text", "words"], "--forget-text must be prompts or prompts+words"),
+    (["--forget", "add_sub", "--retain", "lcm", "--forget-text", "prompts+words"], "needs --forget mul_div"),
     (["frontier", "--retain-weights", "ten"], "--retain-weights takes comma-separated numbers"),
 ])
 def test_bad_inputs(sae_run, tmp_path, args, message):

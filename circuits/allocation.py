@@ -20,8 +20,17 @@ LAYER = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
 
 
 def critical_layers(change: dict[int, float], n_layers: int, rule: str = "topk:1") -> list[int]:
-    """`topk:N` (the N layers with the largest change) or `mean+std` (change above mean + one std)."""
+    """`topk:N` (the N layers with the largest change), `mean+std` (change above mean + one std), or
+    `layers:I,J` (those layers, whatever their change: a control for the circuits' choice)."""
     blocks = {l: c for l, c in change.items() if l < n_layers}
+    if rule.startswith("layers:"):
+        try:
+            chosen = sorted({int(x) for x in rule[7:].split(",")})
+        except ValueError:
+            chosen = []
+        if not chosen or not all(0 <= l < n_layers for l in chosen):
+            raise InterpError(f"critical-layer rule {rule!r}: layers must be integers in 0..{n_layers - 1}")
+        return chosen
     if rule.startswith("topk:"):
         try:
             k = int(rule[5:])
@@ -36,7 +45,7 @@ def critical_layers(change: dict[int, float], n_layers: int, rule: str = "topk:1
         std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
         chosen = [l for l, c in blocks.items() if c > mean + std]
     else:
-        raise InterpError(f"unknown critical-layer rule {rule!r}; valid: topk:N, mean+std")
+        raise InterpError(f"unknown critical-layer rule {rule!r}; valid: topk:N, mean+std, layers:I,J")
     if not chosen or all(blocks[l] == 0 for l in chosen):
         raise InterpError(f"critical-layer rule {rule!r} selects no layer with any edge change")
     return chosen

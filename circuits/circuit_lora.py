@@ -28,7 +28,7 @@ class CircuitLoRAConfig:
     task: str = "add_sub"
     r_other: int = 4
     r_critical: int = 16
-    critical_layers: str = "topk:1"  # "topk:N" or "mean+std"; the paper's 5 of 24 layers is about 1 of 4 here
+    critical_layers: str = "topk:1"  # "topk:N", "mean+std" or "layers:I,J"; the paper's 5 of 24 is about 1 of 4 here
     count_by: str = "source"
     match_params: bool = False  # size r_other/r_critical to uniform LoRA's parameter count (within 1%)
     uniform_r: int | None = None  # default 2 * r_other
@@ -51,8 +51,10 @@ class CircuitLoRAConfig:
         if self.count_by not in ("source", "target"):
             raise InterpError(f"--count-by must be 'source' or 'target', got {self.count_by!r}")
         rule = self.critical_layers
-        if not (rule == "mean+std" or (rule.startswith("topk:") and rule[5:].isdigit() and int(rule[5:]) >= 1)):
-            raise InterpError(f"critical-layer rule {rule!r} selects nothing; valid: topk:N with N >= 1, mean+std")
+        by_hand = rule.startswith("layers:") and all(x.isdigit() for x in rule[7:].split(","))
+        if not (rule == "mean+std" or by_hand or (rule.startswith("topk:") and rule[5:].isdigit() and int(rule[5:]) >= 1)):
+            raise InterpError(f"critical-layer rule {rule!r} selects nothing; valid: topk:N with N >= 1, mean+std, "
+                              f"layers:I,J")
         if unknown := set(self.methods) - set(METHODS):
             raise InterpError(f"unknown method(s) {', '.join(sorted(unknown))}; valid: {', '.join(METHODS)}")
         if self.probe_steps < 1 or self.epochs <= 0:
@@ -107,6 +109,18 @@ def _allocate(cfg: CircuitLoRAConfig, before: Circuit, after: Circuit, model, ta
     return alloc
 
 
+def _checked_model(cfg: CircuitLoRAConfig):
+    """The base model, with hand-picked critical layers (`layers:I,J`) checked against its depth before any work."""
+    from interp.loading import load_model
+
+    from .allocation import critical_layers
+
+    model = load_model(cfg.model, bridge=False).model
+    if cfg.critical_layers.startswith("layers:"):
+        critical_layers({}, model.config.num_hidden_layers, cfg.critical_layers)
+    return model
+
+
 def _circuit_lora_run(cfg: CircuitLoRAConfig, alloc: Allocation):
     """CircuitLoRA's fine-tuning config, checked: PEFT gives every module its intended rank."""
     from peft import get_peft_model
@@ -138,15 +152,13 @@ def _train(cfg: CircuitLoRAConfig, runs: dict, out: Path, total: int) -> list[di
 
 
 def circuit_lora(cfg: CircuitLoRAConfig = CircuitLoRAConfig()) -> CircuitLoRAResult:
-    from interp.loading import load_model
-
     cfg.validate()
+    model = _checked_model(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     before = _circuit(out / "circuits" / "before.json", cfg, None)
     after = _circuit(out / "circuits" / "after.json", cfg, _probe(cfg, out))
-    model = load_model(cfg.model, bridge=False).model
     targets = _finetune_config(cfg).target_modules
     alloc = _allocate(cfg, before, after, model, targets)
     (out / "allocation.json").write_text(json.dumps(alloc.to_dict(), indent=1))
@@ -170,13 +182,12 @@ def compositional(base: CircuitLoRAConfig, out: str | Path) -> dict:
     versus from the direct circuit, versus uniform LoRA; one table."""
     from dataclasses import replace
 
-    from interp.loading import load_model
-
     from .circuit import union
     from .comparison import jaccard
 
     cfg = replace(base, task="compositional", out=str(out))
     cfg.validate()
+    model = _checked_model(cfg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     probe = _probe(cfg, out)
@@ -184,7 +195,6 @@ def compositional(base: CircuitLoRAConfig, out: str | Path) -> dict:
              for t in ("compositional", "add_sub", "mul_div") for when, ckpt in (("before", None), ("after", probe))}
     unions = {when: union(found["add_sub", when], found["mul_div", when],
                           n_edges=int(found["compositional", when].in_graph.sum())) for when in ("before", "after")}
-    model = load_model(cfg.model, bridge=False).model
     targets = _finetune_config(cfg).target_modules
     allocs = {"direct": _allocate(cfg, found["compositional", "before"], found["compositional", "after"], model, targets),
               "union": _allocate(cfg, unions["before"], unions["after"], model, targets)}

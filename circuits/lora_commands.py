@@ -22,7 +22,7 @@ def circuit_lora_cmd(
     task: str = typer.Option("add_sub"),
     r_other: int = typer.Option(4, help="rank of modules outside critical layers"),
     r_critical: int = typer.Option(16, help="rank of every linear module of a critical layer"),
-    critical_layers: str = typer.Option("topk:1", help="topk:N or mean+std"),
+    critical_layers: str = typer.Option("topk:1", help="topk:N, mean+std, or layers:I,J (by hand, a control)"),
     count_by: str = typer.Option("source", help="count each edge's change toward its source or target layer"),
     match_params: bool = typer.Option(False, help="size the ranks to uniform LoRA's parameters (within 1%)"),
     uniform_r: Optional[int] = typer.Option(None, help="uniform LoRA's rank (default 2 x r-other)"),

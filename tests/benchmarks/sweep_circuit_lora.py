@@ -32,6 +32,8 @@ VARIANTS = {
     "match-params + lr-critical 8e-3": dict(match_params=True, lr_critical=8e-3),
     # a smaller budget for every method, where uniform LoRA may be short of rank
     "low rank 1/4 (LoRA r2 and AdaLoRA budget 2)": dict(r_other=1, r_critical=4),
+    # controls: the critical layer picked by hand, not by the circuits
+    **{f"layer {l} by hand": dict(critical_layers=f"layers:{l}") for l in range(4)},
 }
 SHARED = ("probe", "circuits", "lora", "adalora")
 

@@ -33,7 +33,8 @@ def test_critical_layers_by_source_and_target():
     assert dst == pytest.approx({0: 0.0, 1: 0.0, 2: 2.0, 3: 3.0, 4: 1.5})
     assert critical_layers(dst, 4, "topk:1") == [3]  # logits (layer 4) is not a block
     assert critical_layers(dst, 4, "mean+std") == [3]
-    for bad in ("topk:0", "topk:9", "topk:x", "biggest"):
+    assert critical_layers(src, 4, "layers:3,1") == [1, 3]  # by hand, even where nothing changed (layer 1)
+    for bad in ("topk:0", "topk:9", "topk:x", "biggest", "layers:4", "layers:", "layers:a"):
         with pytest.raises(InterpError):
             critical_layers(src, 4, bad)
     with pytest.raises(InterpError, match="selects no layer"):

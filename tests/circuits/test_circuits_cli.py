@@ -117,6 +117,7 @@ def test_circuit_lora_end_to_end(tmp_path):
     (["--task", "nope"], "unknown task"),
     (["--r-other", "0"], "ranks must be >= 1"),
     (["--critical-layers", "topk:0"], "selects nothing"),
+    (["--critical-layers", "layers:4"], "layers must be integers in 0..3"),
     (["--count-by", "middle"], "--count-by must be"),
 ])
 def test_circuit_lora_bad_input(args, msg, tmp_path):

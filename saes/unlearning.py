@@ -160,7 +160,10 @@ def _batches(tok, cfg: UnlearnConfig):
         worded = [reword(e, TRAIN_WORDS) for e in examples(cfg.forget_tasks()[0])]
         for form in ("times", "quotient"):
             ids, targets = encode_train(tok, [e for e in worded if form in e.clean], False)
-            words.append((ids, targets, mask(ids)))
+            # "distinct": from the operation word on, as for the prompts ("30 * ..."): a number at the start
+            # is how add_sub, sequence and corpus text start too
+            from_op = torch.arange(ids.shape[1]) >= (ids == tok.convert_tokens_to_ids(form)).int().argmax(1, keepdim=True)
+            words.append((ids, targets, from_op & mask(ids) if cfg.push_at == "distinct" else None))
     corpus = packed_corpus_batch(tok, 256, 32, f"unlearn-train-{cfg.seed}")
     return Batches(forget, retain, corpus, mask(forget[0]), words)
 

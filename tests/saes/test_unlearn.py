@@ -124,7 +124,8 @@ def test_word_forms_are_extra_forget_text_and_the_attacks_wording_stays_held_out
     wording = lambda text: " ".join(w for w in text.split() if not w.isdigit())
     seen = set()
     for ids, targets, mask in data.words:
-        assert mask[:, 1:].all()  # no retain prompt starts like a worded one, so every position is pushed
+        # pushed from the operation word on: "<bos> 12 | times 3 is", "<bos> the | quotient of 36 and 3 is"
+        assert not mask[:, :2].any() and mask[:, 2:].all()
         for row, label in zip(ids[:50].tolist(), targets[:50].tolist()):
             text = tok.decode(row[1:-1])  # without <bos> and the answer
             a, b = [int(w) for w in text.split() if w.isdigit()]

@@ -51,8 +51,9 @@ class CircuitLoRAConfig:
         if self.count_by not in ("source", "target"):
             raise InterpError(f"--count-by must be 'source' or 'target', got {self.count_by!r}")
         rule = self.critical_layers
-        by_hand = rule.startswith("layers:") and all(x.isdigit() for x in rule[7:].split(","))
-        if not (rule == "mean+std" or by_hand or (rule.startswith("topk:") and rule[5:].isdigit() and int(rule[5:]) >= 1)):
+        by_hand = rule.startswith("layers:")  # checked against the model's depth by `_checked_model`
+        topk = rule.startswith("topk:") and rule[5:].isdigit() and int(rule[5:]) >= 1
+        if not (rule == "mean+std" or by_hand or topk):
             raise InterpError(f"critical-layer rule {rule!r} selects nothing; valid: topk:N with N >= 1, mean+std, "
                               f"layers:I,J")
         if unknown := set(self.methods) - set(METHODS):

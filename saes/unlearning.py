@@ -162,8 +162,9 @@ def _batches(tok, cfg: UnlearnConfig):
             ids, targets = encode_train(tok, [e for e in worded if form in e.clean], False)
             # "distinct": from the operation word on, as for the prompts ("30 * ..."): a number at the start
             # is how add_sub, sequence and corpus text start too
-            from_op = torch.arange(ids.shape[1]) >= (ids == tok.convert_tokens_to_ids(form)).int().argmax(1, keepdim=True)
-            words.append((ids, targets, from_op & mask(ids) if cfg.push_at == "distinct" else None))
+            op = (ids == tok.convert_tokens_to_ids(form)).int().argmax(1, keepdim=True)
+            pushed = (torch.arange(ids.shape[1]) >= op) & mask(ids) if cfg.push_at == "distinct" else None
+            words.append((ids, targets, pushed))
     corpus = packed_corpus_batch(tok, 256, 32, f"unlearn-train-{cfg.seed}")
     return Batches(forget, retain, corpus, mask(forget[0]), words)
 

@@ -45,8 +45,8 @@ def main() -> None:
                 cfg = replace(CircuitLoRAConfig(), task=task, seed=seed)
                 out = args.out / f"r{r}" / task / f"s{seed}"
                 out.mkdir(parents=True, exist_ok=True)
-                done = FINISHED.get(r, Path("/nonexistent")) / task / f"s{seed}" / "lora"
-                if done.is_dir() and not (out / "lora").exists():
+                done = FINISHED[r] / task / f"s{seed}" / "lora" if r in FINISHED else None
+                if done and done.is_dir() and not (out / "lora").exists():
                     (out / "lora").symlink_to(done.resolve(), target_is_directory=True)
                 ft = _finetune_config(cfg, method="lora", lora_r=r)
                 row = _train(cfg, {"lora": (ft, str(r), lora_parameters(sizes, lambda l: r))}, out, total)[0]

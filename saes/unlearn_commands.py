@@ -38,6 +38,7 @@ def unlearn_cmd(
     lr: float = typer.Option(2e-3),
     n_eval: int = typer.Option(1000, help="test prompts per task for every metric, at most (default: every "
                                            "task's whole test split)"),
+    relearn_draws: int = typer.Option(1, help="independent draws of the 10 relearning examples, averaged"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/unlearn/run"), help="the run directory"),
 ) -> None:
@@ -55,7 +56,8 @@ def _config(params: dict, **overrides):
     from .unlearning import UnlearnConfig
 
     keys = ("model", "forget", "retain", "layer", "features", "irrelevant", "steering_coef", "retain_weight",
-            "reg_weight", "target", "params", "push_at", "forget_text", "steps", "lr", "n_eval", "seed")
+            "reg_weight", "target", "params", "push_at", "forget_text", "steps", "lr", "n_eval",
+            "relearn_draws", "seed")
     cfg = {k: params[k] for k in keys} | {"sae": str(params["sae"]) if params["sae"] else None,
                                           "out": str(params["out"])}
     return UnlearnConfig(**(cfg | overrides))
@@ -76,6 +78,7 @@ def unlearn_experiment_cmd(ctx: typer.Context, seeds: int = typer.Option(3),
 def unlearn_frontier_cmd(ctx: typer.Context,
                          retain_weights: str = typer.Option("5,7.5,10,12.5,15,20,25,30",
                                                             help="comma-separated retain weights"),
+                         rmu_weights: str = typer.Option("", help="more weights, RMU alone, to extend its curve"),
                          seeds: int = typer.Option(8), out: Path = typer.Option(Path("runs/unlearn/frontier"))) -> None:
     """SSPU and RMU at each retain weight (seeds 0..N-1, the options given before `frontier`); SSPU - RMU with
     RMU interpolated at SSPU's retain accuracy, under every attack."""
@@ -83,11 +86,14 @@ def unlearn_frontier_cmd(ctx: typer.Context,
 
     from .unlearn_frontier import frontier
 
-    try:
-        weights = [float(w) for w in retain_weights.split(",") if w.strip()]
-    except ValueError:
-        raise InterpError(f"--retain-weights takes comma-separated numbers, got {retain_weights!r}") from None
-    result = frontier(_config(ctx.parent.params), weights, seeds, out)
+    def numbers(text: str, option: str) -> list[float]:
+        try:
+            return [float(w) for w in text.split(",") if w.strip()]
+        except ValueError:
+            raise InterpError(f"{option} takes comma-separated numbers, got {text!r}") from None
+
+    result = frontier(_config(ctx.parent.params), numbers(retain_weights, "--retain-weights"), seeds, out,
+                      rmu_weights=tuple(numbers(rmu_weights, "--rmu-weights")))
     print(result["markdown"])
     console.print(f"written: {out / 'frontier.json'} and {out / 'frontier.md'}")
 

@@ -4,7 +4,8 @@ Clean: forget-task accuracy, retain accuracy per task, base-corpus cross-entropy
 - few-shot: three solved forget examples before each prompt;
 - reworded: the corpus's word forms ("a times b is", "the quotient of p and b is"), no instruction;
 - format: operands in parentheses, "( a ) * ( b ) =";
-- relearn: full fine-tuning on 10 forget examples for a fixed number of steps, then held-out accuracy;
+- relearn: full fine-tuning on 10 forget examples for a fixed number of steps, then held-out accuracy (the mean
+  over `relearn_draws` independent draws of the 10 examples: which ten are drawn moves it by several points);
 - probe: a linear (softmax) probe on layer l's activations at the last prompt token, trained on forget train
   prompts to read the answer, scored on the test prompts;
 - ablation: project out the single direction along which the method moved forget activations at layer l
@@ -123,7 +124,8 @@ def ablation_accuracy(model, original, tok, examples: list[Example], layer: int)
 
 
 def relearn(model, tok, task: str, edit, n_examples: int, steps: int, lr: float, seed: int):
-    """A copy of `model` fully fine-tuned on `n_examples` forget train examples (with the method's edit on)."""
+    """A copy of `model` fully fine-tuned on `n_examples` forget train examples drawn with `seed` (with the
+    method's edit on)."""
     from interp.finetune import answer_loss, encode_train
 
     model = copy.deepcopy(model)
@@ -158,8 +160,12 @@ def evaluate(model, tok, forget: str, retain: list[str], corpus: torch.Tensor, l
         out["probe"] = probe_accuracy(model, tok, forget, layer, cfg.probe_examples, cfg.n_eval, cfg.seed)
         if original is not None:
             out["ablation"] = ablation_accuracy(model, original, tok, sets["clean"], layer)
-    tuned = relearn(model, tok, forget, edit, cfg.relearn_examples, cfg.relearn_steps, cfg.relearn_lr, cfg.seed)
-    with edit(tuned):
-        out["relearn"] = accuracy(tuned, tok, sets["clean"])
+    out["relearn_each"] = []
+    for draw in range(cfg.relearn_draws):  # draw 0 is the one every earlier run measured
+        tuned = relearn(model, tok, forget, edit, cfg.relearn_examples, cfg.relearn_steps, cfg.relearn_lr,
+                        cfg.seed + 1000 * draw)
+        with edit(tuned):
+            out["relearn_each"].append(accuracy(tuned, tok, sets["clean"]))
+    out["relearn"] = sum(out["relearn_each"]) / len(out["relearn_each"])
     out["retain_mean"] = sum(out["retain"].values()) / len(out["retain"])
     return out

@@ -11,6 +11,9 @@ whose mean lies more than two standard errors from zero, the ones the seeds reso
 Everything else is the `unlearn` run's: the same selection, subspaces, control vectors, data, step budget and
 evaluation (clean and under every attack) for each seed.
 
+RMU needs more retain weight than SSPU to keep the same retain accuracy, so `rmu_weights` adds points to RMU's
+curve alone (SSPU is not trained there), to reach past the retain accuracy of SSPU's points.
+
 Run directory: config.json, rows/<method>-rw<weight>-s<seed>.json (one per point, written as it finishes, so a
 stopped run resumes and more weights or seeds can be added later), frontier.json, frontier.md.
 """
@@ -135,8 +138,9 @@ def table(pts: dict, comparison: list[dict], base_weight: float) -> str:
 
 
 def frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: str | Path,
-             show_progress: bool = True) -> dict:
-    """Train and evaluate SSPU and RMU at every retain weight for seeds 0..seeds-1 (module docstring)."""
+             show_progress: bool = True, rmu_weights: tuple[float, ...] = ()) -> dict:
+    """Train and evaluate SSPU and RMU at every retain weight, and RMU alone at `rmu_weights`, for seeds
+    0..seeds-1 (module docstring)."""
     from tqdm.auto import tqdm
 
     from interp.corpus import packed_corpus_batch
@@ -147,12 +151,12 @@ def frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: str | P
     base.validate()
     if seeds < 1:
         raise InterpError("the frontier needs at least one seed")
-    if not weights or any(w < 0 for w in weights):
-        raise InterpError("--retain-weights needs one or more weights >= 0")
+    if not weights or any(w < 0 for w in [*weights, *rmu_weights]):
+        raise InterpError("--retain-weights needs one or more weights, and every weight must be >= 0")
     out = Path(out)
     config = _config_json(base, out)
-    todo = [(m, w, s) for s in range(seeds) for w in weights for m in METHODS
-            if not _row_path(out, m, w, s).exists()]
+    wanted = [(m, w) for w in weights for m in METHODS] + [("rmu", w) for w in rmu_weights if w not in weights]
+    todo = [(m, w, s) for s in range(seeds) for m, w in wanted if not _row_path(out, m, w, s).exists()]
     bar = tqdm(total=len(todo), desc="frontier", unit="point", disable=not show_progress)
     for seed in sorted({s for _, _, s in todo}):
         cfg = replace(base, seed=seed)
@@ -168,12 +172,11 @@ def frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: str | P
             _write(_row_path(out, method, w, seed), json.dumps(row | {"layer": s.sel.layer}))
             bar.update(1)
     bar.close()
-    rows = {(m, w, s): json.loads(_row_path(out, m, w, s).read_text())
-            for m in METHODS for w in weights for s in range(seeds)}
+    rows = {(m, w, s): json.loads(_row_path(out, m, w, s).read_text()) for m, w in wanted for s in range(seeds)}
     pts = points(rows)
     comparison = with_seed_spread(matched(pts["sspu"], pts["rmu"]), rows)
     markdown = table(pts, comparison, base.retain_weight)
-    _write(out / "frontier.json", json.dumps({"config": asdict(base), "weights": weights, "seeds": seeds,
-                                              "points": pts, "matched": comparison}, indent=1))
+    _write(out / "frontier.json", json.dumps({"config": asdict(base), "weights": weights,
+                                              "rmu_weights": list(rmu_weights), "seeds": seeds, "points": pts, "matched": comparison}, indent=1))
     _write(out / "frontier.md", markdown)
     return {"points": pts, "matched": comparison, "markdown": markdown}

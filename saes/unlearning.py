@@ -53,6 +53,7 @@ class UnlearnConfig:
     relearn_examples: int = 10
     relearn_steps: int = 20
     relearn_lr: float = 5e-4
+    relearn_draws: int = 1  # independent draws of the relearning examples, averaged
     seed: int = 0
     out: str = "runs/unlearn/run"
 
@@ -90,6 +91,8 @@ class UnlearnConfig:
             raise InterpError("--steps and --lr must be positive")
         if self.n_eval < 1:
             raise InterpError("--n-eval must be >= 1")
+        if self.relearn_draws < 1:
+            raise InterpError("--relearn-draws must be >= 1")
 
 
 def tuned_model(path: Path = TUNED) -> str:

@@ -222,7 +222,9 @@ def _cli(*args):
     (["--n-eval", "0"], "--n-eval must be >= 1"),
     (["--forget-text", "words"], "--forget-text must be prompts or prompts+words"),
     (["--forget", "add_sub", "--retain", "lcm", "--forget-text", "prompts+words"], "needs --forget mul_div"),
+    (["--relearn-draws", "0"], "--relearn-draws must be >= 1"),
     (["frontier", "--retain-weights", "ten"], "--retain-weights takes comma-separated numbers"),
+    (["frontier", "--retain-weights", "5", "--rmu-weights", "-1"], "every weight must be >= 0"),
 ])
 def test_bad_inputs(sae_run, tmp_path, args, message):
     out = tmp_path / "bad"
@@ -239,6 +241,27 @@ def test_eval_sets_take_a_whole_split_when_it_is_smaller():
     assert test_set("function", 50) == small[:50]  # a larger n_eval extends the same prompts
     sets = prompt_sets("mul_div", 1000, 0)
     assert len({len(v) for v in sets.values()}) == 1 and 0 < chance("mul_div", 1000) < 1
+
+
+def test_relearning_averages_independent_draws_and_keeps_the_first(setup, monkeypatch):
+    from dataclasses import replace
+
+    from interp.corpus import packed_corpus_batch
+    from interp.loading import load_model
+    from saes import unlearn_eval
+    from saes.unlearning import UnlearnConfig
+
+    base = setup[0]
+    tok = load_model("pythia-mini", bridge=False).tokenizer
+    corpus = packed_corpus_batch(tok, 2, 32, "unlearn-eval")
+    cfg = UnlearnConfig(n_eval=40, probe_examples=40, relearn_steps=3, seed=1)
+    relearn, seeds = unlearn_eval.relearn, []
+    monkeypatch.setattr(unlearn_eval, "relearn", lambda *a: (seeds.append(a[-1]), relearn(*a))[1])
+    one = unlearn_eval.evaluate(base, tok, "mul_div", ["add_sub"], corpus, 2, cfg)
+    three = unlearn_eval.evaluate(base, tok, "mul_div", ["add_sub"], corpus, 2, replace(cfg, relearn_draws=3))
+    assert seeds == [1, 1, 1001, 2001]  # every draw its own examples; the first is the one-draw run's
+    assert one["relearn_each"] == [one["relearn"]] and three["relearn_each"][0] == one["relearn"]
+    assert three["relearn"] == pytest.approx(sum(three["relearn_each"]) / 3)
 
 
 def test_sae_of_another_model_is_refused(sae_run, tmp_path):
@@ -304,6 +327,10 @@ def test_tiny_frontier_resumes_and_keeps_one_configuration(sae_run, tmp_path, mo
     assert len(list((out / "rows").glob("*.json"))) == 4
     assert all(k in result["points"]["rmu"][1] for k in ("forget", "few_shot", "relearn", "probe", "ablation"))
     assert "| sspu | 50 | 1 |" in (out / "frontier.md").read_text()
+    trained.clear()
+    result = frontier(cfg, [1.0, 50.0], 1, out, show_progress=False, rmu_weights=(50.0, 200.0))
+    assert trained == ["rmu"]  # RMU alone at the one new weight
+    assert [len(result["points"][m]) for m in ("sspu", "rmu")] == [2, 3]
     with pytest.raises(InterpError, match="frontier with other options"):
         frontier(replace(cfg, steps=3), [1.0], 1, out, show_progress=False)
 

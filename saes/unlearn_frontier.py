@@ -177,6 +177,7 @@ def frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: str | P
     comparison = with_seed_spread(matched(pts["sspu"], pts["rmu"]), rows)
     markdown = table(pts, comparison, base.retain_weight)
     _write(out / "frontier.json", json.dumps({"config": asdict(base), "weights": weights,
-                                              "rmu_weights": list(rmu_weights), "seeds": seeds, "points": pts, "matched": comparison}, indent=1))
+                                              "rmu_weights": list(rmu_weights), "seeds": seeds, "points": pts,
+                                              "matched": comparison}, indent=1))
     _write(out / "frontier.md", markdown)
     return {"points": pts, "matched": comparison, "markdown": markdown}

@@ -38,6 +38,8 @@ def unlearn_cmd(
     lr: float = typer.Option(2e-3),
     n_eval: int = typer.Option(1000, help="test prompts per task for every metric, at most (default: every "
                                            "task's whole test split)"),
+    relearn_lrs: str = typer.Option("1e-5,3e-5,1e-4,3e-4,1e-3", help="the relearning attacker's learning rates; "
+                                                                     "the best is reported"),
     relearn_draws: int = typer.Option(1, help="independent draws of the 10 relearning examples, averaged"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/unlearn/run"), help="the run directory"),
@@ -57,7 +59,7 @@ def _config(params: dict, **overrides):
 
     keys = ("model", "forget", "retain", "layer", "features", "irrelevant", "steering_coef", "retain_weight",
             "reg_weight", "target", "params", "push_at", "forget_text", "steps", "lr", "n_eval",
-            "relearn_draws", "seed")
+            "relearn_lrs", "relearn_draws", "seed")
     cfg = {k: params[k] for k in keys} | {"sae": str(params["sae"]) if params["sae"] else None,
                                           "out": str(params["out"])}
     return UnlearnConfig(**(cfg | overrides))

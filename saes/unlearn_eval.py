@@ -4,8 +4,10 @@ Clean: forget-task accuracy, retain accuracy per task, base-corpus cross-entropy
 - few-shot: three solved forget examples before each prompt;
 - reworded: the corpus's word forms ("a times b is", "the quotient of p and b is"), no instruction;
 - format: operands in parentheses, "( a ) * ( b ) =";
-- relearn: full fine-tuning on 10 forget examples for a fixed number of steps, then held-out accuracy (the mean
-  over `relearn_draws` independent draws of the 10 examples: which ten are drawn moves it by several points);
+- relearn: full fine-tuning on 10 forget examples for a fixed number of steps, then held-out accuracy: the best
+  over the learning rates `relearn_lrs` (an attacker tunes the rate; too high a rate damages more than it
+  restores) of the mean over `relearn_draws` independent draws of the 10 examples (which ten are drawn moves it
+  by several points);
 - probe: a linear (softmax) probe on layer l's activations at the last prompt token, trained on forget train
   prompts to read the answer, scored on the test prompts;
 - ablation: project out the single direction along which the method moved forget activations at layer l
@@ -160,12 +162,18 @@ def evaluate(model, tok, forget: str, retain: list[str], corpus: torch.Tensor, l
         out["probe"] = probe_accuracy(model, tok, forget, layer, cfg.probe_examples, cfg.n_eval, cfg.seed)
         if original is not None:
             out["ablation"] = ablation_accuracy(model, original, tok, sets["clean"], layer)
-    out["relearn_each"] = []
-    for draw in range(cfg.relearn_draws):  # draw 0 is the one every earlier run measured
-        tuned = relearn(model, tok, forget, edit, cfg.relearn_examples, cfg.relearn_steps, cfg.relearn_lr,
-                        cfg.seed + 1000 * draw)
-        with edit(tuned):
-            out["relearn_each"].append(accuracy(tuned, tok, sets["clean"]))
-    out["relearn"] = sum(out["relearn_each"]) / len(out["relearn_each"])
+    each = {}  # rate -> accuracy per draw; every rate sees the same draws
+    for lr in cfg.relearn_rates():
+        each[lr] = []
+        for draw in range(cfg.relearn_draws):
+            tuned = relearn(model, tok, forget, edit, cfg.relearn_examples, cfg.relearn_steps, lr,
+                            cfg.seed + 1000 * draw)
+            with edit(tuned):
+                each[lr].append(accuracy(tuned, tok, sets["clean"]))
+    by_lr = {lr: sum(a) / len(a) for lr, a in each.items()}
+    out["relearn_lr"] = max(by_lr, key=by_lr.get)
+    out["relearn"] = by_lr[out["relearn_lr"]]
+    out["relearn_each"] = each[out["relearn_lr"]]
+    out["relearn_by_lr"] = {f"{lr:g}": a for lr, a in by_lr.items()}
     out["retain_mean"] = sum(out["retain"].values()) / len(out["retain"])
     return out

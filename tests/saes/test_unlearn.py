@@ -223,6 +223,8 @@ def _cli(*args):
     (["--forget-text", "words"], "--forget-text must be prompts or prompts+words"),
     (["--forget", "add_sub", "--retain", "lcm", "--forget-text", "prompts+words"], "needs --forget mul_div"),
     (["--relearn-draws", "0"], "--relearn-draws must be >= 1"),
+    (["--relearn-lrs", "fast"], "--relearn-lrs takes comma-separated numbers"),
+    (["--relearn-lrs", "1e-4,0"], "every rate > 0"),
     (["frontier", "--retain-weights", "ten"], "--retain-weights takes comma-separated numbers"),
     (["frontier", "--retain-weights", "5", "--rmu-weights", "-1"], "every weight must be >= 0"),
 ])
@@ -243,9 +245,7 @@ def test_eval_sets_take_a_whole_split_when_it_is_smaller():
     assert len({len(v) for v in sets.values()}) == 1 and 0 < chance("mul_div", 1000) < 1
 
 
-def test_relearning_averages_independent_draws_and_keeps_the_first(setup, monkeypatch):
-    from dataclasses import replace
-
+def test_relearning_reports_the_best_rate_of_draws_shared_across_rates(setup, monkeypatch):
     from interp.corpus import packed_corpus_batch
     from interp.loading import load_model
     from saes import unlearn_eval
@@ -254,14 +254,16 @@ def test_relearning_averages_independent_draws_and_keeps_the_first(setup, monkey
     base = setup[0]
     tok = load_model("pythia-mini", bridge=False).tokenizer
     corpus = packed_corpus_batch(tok, 2, 32, "unlearn-eval")
-    cfg = UnlearnConfig(n_eval=40, probe_examples=40, relearn_steps=3, seed=1)
-    relearn, seeds = unlearn_eval.relearn, []
-    monkeypatch.setattr(unlearn_eval, "relearn", lambda *a: (seeds.append(a[-1]), relearn(*a))[1])
-    one = unlearn_eval.evaluate(base, tok, "mul_div", ["add_sub"], corpus, 2, cfg)
-    three = unlearn_eval.evaluate(base, tok, "mul_div", ["add_sub"], corpus, 2, replace(cfg, relearn_draws=3))
-    assert seeds == [1, 1, 1001, 2001]  # every draw its own examples; the first is the one-draw run's
-    assert one["relearn_each"] == [one["relearn"]] and three["relearn_each"][0] == one["relearn"]
-    assert three["relearn"] == pytest.approx(sum(three["relearn_each"]) / 3)
+    cfg = UnlearnConfig(n_eval=40, probe_examples=40, relearn_steps=3, relearn_lrs="1e-5,3e-3", relearn_draws=2,
+                        seed=1)
+    relearn, calls = unlearn_eval.relearn, []
+    monkeypatch.setattr(unlearn_eval, "relearn", lambda *a: (calls.append(a[-2:]), relearn(*a))[1])
+    row = unlearn_eval.evaluate(base, tok, "mul_div", ["add_sub"], corpus, 2, cfg)
+    assert calls == [(1e-5, 1), (1e-5, 1001), (3e-3, 1), (3e-3, 1001)]  # each rate sees the same two draws
+    by_lr = row["relearn_by_lr"]
+    assert set(by_lr) == {"1e-05", "0.003"} and row["relearn"] == max(by_lr.values())
+    assert by_lr[f"{row['relearn_lr']:g}"] == row["relearn"] == pytest.approx(sum(row["relearn_each"]) / 2)
+    assert by_lr["1e-05"] != by_lr["0.003"]  # the rate matters, so taking the best is not a no-op
 
 
 def test_sae_of_another_model_is_refused(sae_run, tmp_path):

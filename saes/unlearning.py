@@ -371,6 +371,8 @@ def table(report: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"accuracy in %; chance (most common answer) {100 * report['chance']:.1f}%; layer {report['layer']}")
+    chosen = ", ".join(f"{m} {r['relearn_lr']:g}" for m, r in report["rows"].items() if "relearn_lr" in r)
+    lines.append(f"relearn: the attacker's best learning rate of {report['config']['relearn_lrs']} ({chosen})")
     return "\n".join(lines) + "\n"
 
 
@@ -396,7 +398,9 @@ def experiment(base: UnlearnConfig, seeds: int, out: str | Path) -> dict:
     lines += ["", f"seeds {seeds}; accuracy in %; chance {100 * reports[0]['chance']:.1f}%; layers "
               f"{sorted({r['layer'] for r in reports})}",
               "SSPU - RMU at the same retain weight (points): " + ", ".join(f"{k} {v:+.1f}" for k, v in diff.items()),
-              "At matched retain accuracy instead: `interp unlearn frontier`."]
+              "At matched retain accuracy instead: `interp unlearn frontier`.",
+              f"relearn: the attacker's best learning rate of {base.relearn_lrs}, per seed: " +
+              "; ".join(f"{m} " + ", ".join(f"{r['rows'][m]['relearn_lr']:g}" for r in reports) for m in methods)]
     markdown = "\n".join(lines) + "\n"
     (out / "experiment.json").write_text(json.dumps({"config": asdict(base), "seeds": seeds, "summary": summary,
                                                      "sspu_minus_rmu": diff}, indent=1))

@@ -245,6 +245,27 @@ def test_eval_sets_take_a_whole_split_when_it_is_smaller():
     assert len({len(v) for v in sets.values()}) == 1 and 0 < chance("mul_div", 1000) < 1
 
 
+def test_relearning_averages_independent_draws_and_keeps_the_first(setup, monkeypatch):
+    from dataclasses import replace
+
+    from interp.corpus import packed_corpus_batch
+    from interp.loading import load_model
+    from saes import unlearn_eval
+    from saes.unlearning import UnlearnConfig
+
+    base = setup[0]
+    tok = load_model("pythia-mini", bridge=False).tokenizer
+    corpus = packed_corpus_batch(tok, 2, 32, "unlearn-eval")
+    cfg = UnlearnConfig(n_eval=40, probe_examples=40, relearn_steps=3, relearn_lrs="5e-4", seed=1)
+    relearn, seeds = unlearn_eval.relearn, []
+    monkeypatch.setattr(unlearn_eval, "relearn", lambda *a: (seeds.append(a[-1]), relearn(*a))[1])
+    one = unlearn_eval.evaluate(base, tok, "mul_div", ["add_sub"], corpus, 2, cfg)
+    three = unlearn_eval.evaluate(base, tok, "mul_div", ["add_sub"], corpus, 2, replace(cfg, relearn_draws=3))
+    assert seeds == [1, 1, 1001, 2001]  # every draw its own examples; the first is the one-draw run's
+    assert one["relearn_each"] == [one["relearn"]] and three["relearn_each"][0] == one["relearn"]
+    assert three["relearn"] == pytest.approx(sum(three["relearn_each"]) / 3)
+
+
 def test_relearning_reports_the_best_rate_of_draws_shared_across_rates(setup, monkeypatch):
     from interp.corpus import packed_corpus_batch
     from interp.loading import load_model

@@ -25,16 +25,17 @@ def unlearn_cmd(
     irrelevant: str = typer.Option("score", help="irrelevant latents: score (smallest |score|) or quiet (least "
                                                  "active on forget and retain)"),
     steering_coef: float = typer.Option(1.0, help="c = coef x mean activation norm at the layer"),
-    retain_weight: float = typer.Option(20.0),
+    retain_weight: float = typer.Option(80.0),
     reg_weight: float = typer.Option(10.0, help="weight of the update's component outside the relevant subspace"),
     target: str = typer.Option("control", help="SSPU's forget push: control (toward c x u), erase (the "
                                                "relevant-subspace component toward 0) or control+erase"),
     params: str = typer.Option("dense_4h_to_h", help="module suffixes trained in layers l-2..l"),
     push_at: str = typer.Option("distinct", help="forget positions pushed: distinct (prefix in no retain prompt) "
                                                   "or all"),
-    forget_text: str = typer.Option("prompts", help="forget data: prompts (the task's), or prompts+words (also "
-                                                    "'a times b is' and 'the quotient of p and b is'; mul_div)"),
-    steps: int = typer.Option(300),
+    forget_text: str = typer.Option("prompts+words", help="forget data: prompts+words (the task's prompts and "
+                                                          "'a times b is', 'the quotient of p and b is'; mul_div) "
+                                                          "or prompts"),
+    steps: int = typer.Option(2400),
     lr: float = typer.Option(2e-3),
     n_eval: int = typer.Option(1000, help="test prompts per task for every metric, at most (default: every "
                                            "task's whole test split)"),
@@ -78,10 +79,10 @@ def unlearn_experiment_cmd(ctx: typer.Context, seeds: int = typer.Option(3),
 
 @unlearn_app.command("frontier")
 def unlearn_frontier_cmd(ctx: typer.Context,
-                         retain_weights: str = typer.Option("5,7.5,10,12.5,15,20,25,30",
-                                                            help="comma-separated retain weights"),
-                         rmu_weights: str = typer.Option("", help="more weights, RMU alone, to extend its curve"),
-                         seeds: int = typer.Option(8), out: Path = typer.Option(Path("runs/unlearn/frontier"))) -> None:
+                         retain_weights: str = typer.Option("80", help="comma-separated retain weights"),
+                         rmu_weights: str = typer.Option("120,160", help="more weights, RMU alone, to extend its "
+                                                                         "curve past SSPU's retain accuracy"),
+                         seeds: int = typer.Option(5), out: Path = typer.Option(Path("runs/unlearn/frontier"))) -> None:
     """SSPU and RMU at each retain weight (seeds 0..N-1, the options given before `frontier`); SSPU - RMU with
     RMU interpolated at SSPU's retain accuracy, under every attack."""
     from interp.errors import InterpError

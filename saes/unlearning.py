@@ -38,13 +38,13 @@ class UnlearnConfig:
     features: int = 48
     irrelevant: str = "score"  # irrelevant latents: "score" (smallest |score|) or "quiet" (least active)
     steering_coef: float = 1.0  # c = coef x mean norm of the layer's activations on forget prompts
-    retain_weight: float = 20.0
+    retain_weight: float = 80.0
     reg_weight: float = 10.0  # the subspace penalty; its proximal step shrinks the outside part by 1 + lr x this
     target: str = "control"  # SSPU's forget push: "control" (toward c*u), "erase" (relevant part to 0), "control+erase"
     params: str = "dense_4h_to_h"  # module suffixes in layers l-2..l
     push_at: str = "distinct"  # forget positions pushed: "distinct" (prefix in no retain prompt) or "all"
-    forget_text: str = "prompts"  # "prompts+words": also unlearn on two of the corpus's word forms (mul_div only)
-    steps: int = 300
+    forget_text: str = "prompts+words"  # also unlearn on two of the corpus's word forms (mul_div only); or "prompts"
+    steps: int = 2400
     lr: float = 2e-3
     clamp: float = 1.0
     batch_size: int = 32
@@ -199,9 +199,13 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+# What an option added later was for runs saved before it: its default then, where the default has moved since.
+ADDED_AS = {"forget_text": "prompts"}
+
+
 def same_options(saved: dict, cfg: UnlearnConfig) -> bool:
-    """Whether a saved config is `cfg`; an option added since it was saved counts as its default."""
-    return asdict(UnlearnConfig()) | saved == asdict(cfg)
+    """Whether a saved config is `cfg`; an option added since it was saved counts as what it was when added."""
+    return asdict(UnlearnConfig()) | ADDED_AS | saved == asdict(cfg)
 
 
 def _open_work(cfg: UnlearnConfig, out: Path) -> Path:

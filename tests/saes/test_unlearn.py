@@ -31,7 +31,7 @@ def setup(sae_run):
     tok = load_model("pythia-mini", bridge=False).tokenizer
     base = load_model("pythia-mini", bridge=False).model.eval()
     saes = load_saes(sae_run, "pythia-mini")
-    return base, _batches(tok, UnlearnConfig()), saes
+    return base, _batches(tok, UnlearnConfig(forget_text="prompts")), saes
 
 
 def test_scores_rank_forget_tied_latents_first():
@@ -368,3 +368,7 @@ def test_a_run_saved_before_an_option_existed_matches_that_options_default():
     assert same_options(saved, UnlearnConfig(seed=2))
     assert not same_options(saved, UnlearnConfig(seed=2, target="erase"))
     assert not same_options(saved, UnlearnConfig(seed=3))
+    # forget_text came when the default was the prompts alone, so a run saved before it used them
+    del saved["forget_text"]
+    assert same_options(saved, UnlearnConfig(seed=2, forget_text="prompts"))
+    assert not same_options(saved, UnlearnConfig(seed=2))

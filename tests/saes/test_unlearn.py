@@ -97,6 +97,22 @@ def test_erase_target_shrinks_the_relevant_component_of_forget_activations(setup
     assert relevant_energy(erased) < 0.5 * relevant_energy(base)
 
 
+def test_stopped_forwards_and_cached_frozen_activations_are_what_full_forwards_give(setup):
+    base, data, _ = setup
+    ids = data.retain[1][0][:40]
+    with torch.no_grad(), um.capture(base, 2) as full:
+        base(input_ids=ids)
+    with torch.no_grad(), um.capture(base, 3) as above:
+        stopped = um.resid(base, 2, ids)
+    assert torch.equal(stopped, full[0]) and not above  # the same tensor, and block 3 never ran
+    cached, corpus = um.Batches(data.forget, data.retain, data.corpus).frozen(base, 2)
+    rows = torch.tensor([5, 300, 7])
+    same = lambda a, b: torch.allclose(a, b, rtol=0, atol=1e-5)  # bit-equal here; batch size may reorder sums
+    with torch.no_grad():
+        assert same(cached[1][rows], um.resid(base, 2, data.retain[1][0][rows]))
+        assert same(corpus[:8], um.resid(base, 2, data.corpus[:8]))
+
+
 def test_push_skips_positions_a_retain_prompt_shares(setup):
     _, data, _ = setup
     from interp.loading import load_model

@@ -38,9 +38,9 @@ class Batches:
 
     @torch.no_grad()
     def frozen(self, model, layer: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The frozen model's layer-`layer` activations on every retain prompt and corpus row, computed once:
-        the retain term compares against them every step, and a fresh forward per step was a third of its time."""
-        key = (id(model), layer)
+        """The frozen model's layer-`layer` activations on every retain prompt and corpus row, computed once
+        rather than in two forwards every step (chunks of 256 rows give the same activations as a step's batch)."""
+        key = (model, layer)
         if key not in self._frozen:
             acts = lambda ids: torch.cat([resid(model, layer, ids[i:i + 256]) for i in range(0, len(ids), 256)])
             self._frozen[key] = ([acts(ids) for ids, _ in self.retain], acts(self.corpus))
@@ -78,8 +78,8 @@ class _Reached(Exception):
 
 def resid(model, layer: int, ids: torch.Tensor) -> torch.Tensor:
     """Block `layer`'s output on `ids`, with the forward stopped there: the blocks above it and the unembedding
-    cannot change it, and skipping them is a third of a training step's time. The activation is the very
-    tensor a full forward computes."""
+    cannot change it, so running them is wasted work every step. The activation is the very tensor a full
+    forward computes."""
     def stop(m, i, o):
         raise _Reached(o[0] if isinstance(o, tuple) else o)
     handle = block(model, layer).register_forward_hook(stop)

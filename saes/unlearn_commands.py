@@ -32,6 +32,8 @@ def unlearn_cmd(
     params: str = typer.Option("dense_4h_to_h", help="module suffixes trained in layers l-2..l"),
     push_at: str = typer.Option("distinct", help="forget positions pushed: distinct (prefix in no retain prompt) "
                                                   "or all"),
+    push_weight: str = typer.Option("uniform", help="forget prompts' push (SSPU and RMU): uniform, or known (each "
+                                                    "prompt's by the model's current p(answer) + 0.1)"),
     forget_text: str = typer.Option("prompts+words", help="forget data: prompts+words (the task's prompts and "
                                                           "'a times b is', 'the quotient of p and b is'; mul_div) "
                                                           "or prompts"),
@@ -59,7 +61,7 @@ def _config(params: dict, **overrides):
     from .unlearning import UnlearnConfig
 
     keys = ("model", "forget", "retain", "layer", "features", "irrelevant", "steering_coef", "retain_weight",
-            "reg_weight", "target", "params", "push_at", "forget_text", "steps", "lr", "n_eval",
+            "reg_weight", "target", "params", "push_at", "push_weight", "forget_text", "steps", "lr", "n_eval",
             "relearn_lrs", "relearn_draws", "seed")
     cfg = {k: params[k] for k in keys} | {"sae": str(params["sae"]) if params["sae"] else None,
                                           "out": str(params["out"])}

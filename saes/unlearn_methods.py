@@ -6,6 +6,9 @@
   the relevant subspace (Q: its orthonormal basis), applied as a proximal step (see `_shrink_outside`).
   Variants (`target`): "erase" pushes the forget activations' relevant component ||Q^T h||^2 to zero instead of
   pushing toward c*u; "control+erase" adds that term to the push toward c*u.
+- Push weights (`push_weight`): "uniform" averages the push over every pushed position; "known" weights each
+  forget prompt's positions by the model's current probability of its answer plus KNOWN_FLOOR, so the push goes
+  where the model still answers, not to prompts it already gets wrong.
 - More forget text (`Batches.words`, the task in words): each step adds one word form's batch to every method's
   forget term, the forms in turn.
 - RMU (Li et al. 2024): the same push with u ~ uniform[0, 1) normalised, no subspace term.
@@ -25,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 METHODS = ("sspu", "rmu", "gradient_ascent")
+KNOWN_FLOOR = 0.1  # "known" push weights: forgotten prompts keep this much, so they stay pushed
 
 
 @dataclass
@@ -130,16 +134,23 @@ def _pick(x: tuple[torch.Tensor, ...], step: int, batch: int, seed: int):
     return tuple(t[idx] for t in x)
 
 
+@torch.no_grad()
+def known_weights(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[n] the model's probability of each prompt's answer, plus KNOWN_FLOOR."""
+    return model(input_ids=inputs).logits[:, -2].softmax(-1).gather(1, targets[:, None])[:, 0] + KNOWN_FLOOR
+
+
 def _answer_ce(model, inputs, targets):
     return F.cross_entropy(model(input_ids=inputs).logits[:, -2], targets)
 
 
 def train(method: str, base, data: Batches, names: list[str], layer: int, steps: int, lr: float, seed: int,
           coef: float = 0.0, u: torch.Tensor | None = None, retain_weight: float = 1.0, reg_weight: float = 0.0,
-          relevant: torch.Tensor | None = None, batch: int = 32, target: str = "control", progress=None):
+          relevant: torch.Tensor | None = None, batch: int = 32, target: str = "control", progress=None,
+          push_weight: str = "uniform"):
     """A copy of `base` after `steps` of `method`; only `names` change. `target` (SSPU only): "control" pushes
     forget activations toward coef * u; "erase" pushes their component in the relevant subspace to zero;
-    "control+erase" adds the two terms."""
+    "control+erase" adds the two terms. `push_weight` (SSPU and RMU): "uniform" or "known" (module docstring)."""
     model = copy.deepcopy(base)
     frozen = base.eval()
     params = dict(model.named_parameters())
@@ -157,11 +168,15 @@ def train(method: str, base, data: Batches, names: list[str], layer: int, steps:
     ascent = method == "gradient_ascent"
     retain_h0, corpus_h0 = (None, None) if ascent else data.frozen(frozen, layer)
 
-    def push(h, mask):
+    def push(h, f):
+        inputs, targets, mask = f
         loss = ((h - coef * u) ** 2).mean(-1) if kind != "erase" else 0.0
         if kind != "control":  # the relevant component's energy, per dimension
             loss = loss + ((h @ relevant) ** 2).sum(-1) / h.shape[-1]
-        return loss[mask].mean()
+        if push_weight == "uniform":
+            return loss[mask].mean()
+        w = mask * known_weights(model, inputs, targets)[:, None]
+        return (loss * w).sum() / w.sum()
 
     for step in range(steps):
         # the task's prompts every step; with word forms, one form's batch too, in turn
@@ -180,7 +195,7 @@ def train(method: str, base, data: Batches, names: list[str], layer: int, steps:
                                  generator=torch.Generator().manual_seed(seed + step))
             inputs = (forget[0][0], r_in, data.corpus[rows], *(f[0] for f in forget[1:]))
             h = [resid(model, layer, ids) for ids in inputs]
-            loss = sum(push(hf, f[2]) for hf, f in zip([h[0], *h[3:]], forget))
+            loss = sum(push(hf, f) for hf, f in zip([h[0], *h[3:]], forget))
             loss = loss + retain_weight * (F.mse_loss(h[1], retain_h0[task][idx]) + F.mse_loss(h[2], corpus_h0[rows]))
         opt.zero_grad(set_to_none=True)
         loss.backward()

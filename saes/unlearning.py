@@ -43,6 +43,7 @@ class UnlearnConfig:
     target: str = "control"  # SSPU's forget push: "control" (toward c*u), "erase" (relevant part to 0), "control+erase"
     params: str = "dense_4h_to_h"  # module suffixes in layers l-2..l
     push_at: str = "distinct"  # forget positions pushed: "distinct" (prefix in no retain prompt) or "all"
+    push_weight: str = "uniform"  # "known": weight each forget prompt's push by p(answer) + 0.1 (SSPU and RMU)
     forget_text: str = "prompts+words"  # also unlearn on two of the corpus's word forms (mul_div only); or "prompts"
     steps: int = 2400
     lr: float = 2e-3
@@ -94,6 +95,8 @@ class UnlearnConfig:
             raise InterpError(f"--target must be control, erase or control+erase, got {self.target!r}")
         if self.push_at not in ("distinct", "all"):
             raise InterpError(f"--push-at must be distinct or all, got {self.push_at!r}")
+        if self.push_weight not in ("uniform", "known"):
+            raise InterpError(f"--push-weight must be uniform or known, got {self.push_weight!r}")
         if self.forget_text not in ("prompts", "prompts+words"):
             raise InterpError(f"--forget-text must be prompts or prompts+words, got {self.forget_text!r}")
         if self.forget_text == "prompts+words" and forget != ["mul_div"]:
@@ -263,7 +266,7 @@ class Setup:
                         coef=self.coef, u=self.u.get(method),
                         retain_weight=cfg.retain_weight if method != "gradient_ascent" else 1.0,
                         reg_weight=cfg.reg_weight, relevant=self.relevant, batch=cfg.batch_size, target=cfg.target,
-                        progress=progress)
+                        progress=progress, push_weight=cfg.push_weight)
 
 
 def prepare(cfg: UnlearnConfig) -> Setup:

@@ -113,6 +113,21 @@ def test_stopped_forwards_and_cached_frozen_activations_are_what_full_forwards_g
         assert same(corpus[:8], um.resid(base, 2, data.corpus[:8]))
 
 
+def test_known_push_weights_follow_the_models_probability_of_the_answer(setup):
+    base, data, _ = setup
+    inputs = data.forget[0][:16]
+    with torch.no_grad():
+        logits = base(input_ids=inputs).logits[:, -2]  # the position that predicts the answer token
+    likely, unlikely = logits.argmax(-1), logits.argmin(-1)
+    p = logits.softmax(-1).max(-1).values
+    assert torch.allclose(um.known_weights(base, inputs, likely), p + um.KNOWN_FLOOR, atol=1e-5)
+    assert torch.allclose(um.known_weights(base, inputs, unlikely), torch.full((16,), um.KNOWN_FLOOR), atol=1e-3)
+    pushed = um.train("rmu", base, data, um.param_names(base, [0, 1, 2], "dense_4h_to_h"), 2, 2, 1e-2, 0,
+                      coef=20.0, u=um.control_vector(128, 0, None), batch=8, push_weight="known")
+    assert not torch.equal(pushed.gpt_neox.layers[2].mlp.dense_4h_to_h.weight,
+                           base.gpt_neox.layers[2].mlp.dense_4h_to_h.weight)
+
+
 def test_push_skips_positions_a_retain_prompt_shares(setup):
     _, data, _ = setup
     from interp.loading import load_model
@@ -237,6 +252,7 @@ def _cli(*args):
     (["--target", "zero"], "--target must be control, erase or control+erase"),
     (["--n-eval", "0"], "--n-eval must be >= 1"),
     (["--forget-text", "words"], "--forget-text must be prompts or prompts+words"),
+    (["--push-weight", "answer"], "--push-weight must be uniform or known"),
     (["--forget", "add_sub", "--retain", "lcm", "--forget-text", "prompts+words"], "needs --forget mul_div"),
     (["--relearn-draws", "0"], "--relearn-draws must be >= 1"),
     (["--relearn-lrs", "fast"], "--relearn-lrs takes comma-separated numbers"),

@@ -1,0 +1,81 @@
+"""Which mul_div prompts survive unlearning: forget accuracy on the test split by the second operand b.
+
+mul_div asks "a * b =" or "p / b =" with b uniform in 2..31. This loads each finished `interp unlearn` run's trained
+parameters (as heldout_unlearn.py does) and reads clean forget accuracy in three groups of b, for the original
+model and every trained method, to show where the forget accuracy that is left sits.
+
+    python tests/benchmarks/unlearn_survivors.py runs/unlearn/experiment-words/s0 runs/unlearn/experiment-words/s1
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from interp.evaluate import answer_logits, number_token_id
+from interp.loading import load_model
+from saes.unlearn_eval import test_set
+
+GROUPS = {"b = 2": range(2, 3), "b = 3-4": range(3, 5), "b >= 5": range(5, 32)}
+
+
+def second_operand(prompt: str) -> int:
+    return int(prompt.split()[-2])  # "... a * b =" / "... p / b ="
+
+
+def correct(model, tok, examples) -> list[bool]:
+    logits = answer_logits(model, tok, [e.clean for e in examples], False)
+    labels = torch.tensor([number_token_id(e.label) for e in examples])
+    return (logits.argmax(-1) == labels).tolist()
+
+
+def measure(run: Path) -> dict:
+    report = json.loads((run / "report.json").read_text())
+    cfg = report["config"]
+    if cfg["forget"] != "mul_div":
+        raise SystemExit(f"{run}: the groups are mul_div's second operand; this run forgets {cfg['forget']}")
+    loaded = load_model(report["model"], bridge=False)
+    base, tok = loaded.model.eval(), loaded.tokenizer
+    models = {"original": base}
+    for path in sorted((run / "trained").glob("*.safetensors")):
+        models[path.stem] = copy.deepcopy(base)
+        models[path.stem].load_state_dict(load_file(str(path)), strict=False)
+    examples = test_set("mul_div", cfg["n_eval"])
+    b = [second_operand(e.clean) for e in examples]
+    out = {"size": {g: sum(x in r for x in b) for g, r in GROUPS.items()}}
+    for name, model in models.items():
+        ok = correct(model, tok, examples)
+        out[name] = {"all": {"correct": sum(ok), "of": len(ok)}}
+        for g, r in GROUPS.items():
+            out[name][g] = {"correct": sum(k for k, x in zip(ok, b) if x in r), "of": out["size"][g]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="finished `interp unlearn` run directories (mul_div)")
+    parser.add_argument("--out", type=Path, default=None, help="write the per-run counts here as JSON")
+    args = parser.parse_args()
+    results = {str(run): measure(run) for run in args.runs}
+    names = [k for k in next(iter(results.values())) if k != "size"]
+    cols = ["all", *GROUPS]
+    print(f"clean forget accuracy in % by mul_div's second operand b, summed over {len(results)} runs")
+    print("| method | " + " | ".join(cols) + " | share of the correct answers with b <= 4 |")
+    print("|---|" + "---|" * (len(cols) + 1))
+    for name in names:
+        total = {c: [sum(r[name][c][k] for r in results.values()) for k in ("correct", "of")] for c in cols}
+        cells = [f"{100 * n / d:.1f} ({n}/{d})" for n, d in total.values()]
+        small = total["b = 2"][0] + total["b = 3-4"][0]
+        share = f"{100 * small / total['all'][0]:.0f}%" if total["all"][0] else "–"
+        print(f"| {name} | " + " | ".join(cells) + f" | {share} |")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -30,16 +30,21 @@ def split_accuracy(model, tok, task: str, n: int) -> float:
     return accuracy(model, tok, make_examples(task, SPLIT, n, 0, at_most=True))
 
 
-def measure(run: Path) -> dict:
+def run_models(run: Path) -> tuple[dict, object, dict]:
+    """A finished run's config, tokenizer, and models: the original and each method's trained parameters."""
     report = json.loads((run / "report.json").read_text())
-    cfg = report["config"]
     loaded = load_model(report["model"], bridge=False)
-    base, tok = loaded.model.eval(), loaded.tokenizer
-    forget, retain = cfg["forget"], [t.strip() for t in cfg["retain"].split(",")]
+    base = loaded.model.eval()
     models = {"original": base}
     for path in sorted((run / "trained").glob("*.safetensors")):
         models[path.stem] = copy.deepcopy(base)
         models[path.stem].load_state_dict(load_file(str(path)), strict=False)
+    return report["config"], loaded.tokenizer, models
+
+
+def measure(run: Path) -> dict:
+    cfg, tok, models = run_models(run)
+    forget, retain = cfg["forget"], [t.strip() for t in cfg["retain"].split(",")]
     out = {}
     for name, model in models.items():
         per_task = {t: split_accuracy(model, tok, t, cfg["n_eval"]) for t in retain}

@@ -1,7 +1,7 @@
 """Which mul_div prompts survive unlearning: forget accuracy on the test split by the second operand b.
 
 mul_div asks "a * b =" or "p / b =" with b uniform in 2..31. This loads each finished `interp unlearn` run's trained
-parameters (as heldout_unlearn.py does) and reads clean forget accuracy in three groups of b, for the original
+parameters (heldout_unlearn.run_models) and reads clean forget accuracy in three groups of b, for the original
 model and every trained method, to show where the forget accuracy that is left sits.
 
     python tests/benchmarks/unlearn_survivors.py runs/unlearn/experiment-words/s0 runs/unlearn/experiment-words/s1
@@ -10,15 +10,13 @@ model and every trained method, to show where the forget accuracy that is left s
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from heldout_unlearn import run_models  # this folder: the script's own, first on sys.path
 
 from interp.evaluate import answer_logits, number_token_id
-from interp.loading import load_model
 from saes.unlearn_eval import test_set
 
 GROUPS = {"b = 2": range(2, 3), "b = 3-4": range(3, 5), "b >= 5": range(5, 32)}
@@ -35,16 +33,9 @@ def correct(model, tok, examples) -> list[bool]:
 
 
 def measure(run: Path) -> dict:
-    report = json.loads((run / "report.json").read_text())
-    cfg = report["config"]
+    cfg, tok, models = run_models(run)
     if cfg["forget"] != "mul_div":
         raise SystemExit(f"{run}: the groups are mul_div's second operand; this run forgets {cfg['forget']}")
-    loaded = load_model(report["model"], bridge=False)
-    base, tok = loaded.model.eval(), loaded.tokenizer
-    models = {"original": base}
-    for path in sorted((run / "trained").glob("*.safetensors")):
-        models[path.stem] = copy.deepcopy(base)
-        models[path.stem].load_state_dict(load_file(str(path)), strict=False)
     examples = test_set("mul_div", cfg["n_eval"])
     b = [second_operand(e.clean) for e in examples]
     out = {"size": {g: sum(x in r for x in b) for g, r in GROUPS.items()}}

@@ -19,11 +19,20 @@ from heldout_unlearn import run_models  # this folder: the script's own, first o
 from interp.evaluate import answer_logits, number_token_id
 from saes.unlearn_eval import test_set
 
-GROUPS = {"b = 2": range(2, 3), "b = 3-4": range(3, 5), "b >= 5": range(5, 32)}
+GROUPS = {  # (operator or None for both, the b values)
+    "b = 2": (None, range(2, 3)), "b = 3-4": (None, range(3, 5)), "b >= 5": (None, range(5, 32)),
+    "a * 2": ("*", range(2, 3)), "p / 2": ("/", range(2, 3)),
+}
 
 
-def second_operand(prompt: str) -> int:
-    return int(prompt.split()[-2])  # "... a * b =" / "... p / b ="
+def operator_and_b(prompt: str) -> tuple[str, int]:
+    *_, op, b, _ = prompt.split()  # "... a * b =" / "... p / b ="
+    return op, int(b)
+
+
+def in_group(group: str, op: str, b: int) -> bool:
+    want_op, bs = GROUPS[group]
+    return b in bs and want_op in (None, op)
 
 
 def correct(model, tok, examples) -> list[bool]:
@@ -37,13 +46,13 @@ def measure(run: Path) -> dict:
     if cfg["forget"] != "mul_div":
         raise SystemExit(f"{run}: the groups are mul_div's second operand; this run forgets {cfg['forget']}")
     examples = test_set("mul_div", cfg["n_eval"])
-    b = [second_operand(e.clean) for e in examples]
-    out = {"size": {g: sum(x in r for x in b) for g, r in GROUPS.items()}}
+    keys = [operator_and_b(e.clean) for e in examples]
+    out = {"size": {g: sum(in_group(g, *k) for k in keys) for g in GROUPS}}
     for name, model in models.items():
         ok = correct(model, tok, examples)
         out[name] = {"all": {"correct": sum(ok), "of": len(ok)}}
-        for g, r in GROUPS.items():
-            out[name][g] = {"correct": sum(k for k, x in zip(ok, b) if x in r), "of": out["size"][g]}
+        for g in GROUPS:
+            out[name][g] = {"correct": sum(o for o, k in zip(ok, keys) if in_group(g, *k)), "of": out["size"][g]}
     return out
 
 

@@ -32,8 +32,8 @@ def unlearn_cmd(
     params: str = typer.Option("dense_4h_to_h", help="module suffixes trained in layers l-2..l"),
     push_at: str = typer.Option("distinct", help="forget positions pushed: distinct (prefix in no retain prompt) "
                                                   "or all"),
-    push_weight: str = typer.Option("uniform", help="forget prompts' push (SSPU and RMU): uniform, or known (each "
-                                                    "prompt's by the model's current p(answer) + 0.1)"),
+    push_weight: str = typer.Option("known", help="forget prompts' push (SSPU and RMU): known (each prompt's by "
+                                                  "the model's current p(answer) + 0.1) or uniform"),
     forget_text: str = typer.Option("prompts+words", help="forget data: prompts+words (the task's prompts and "
                                                           "'a times b is', 'the quotient of p and b is'; mul_div) "
                                                           "or prompts"),

@@ -43,7 +43,7 @@ class UnlearnConfig:
     target: str = "control"  # SSPU's forget push: "control" (toward c*u), "erase" (relevant part to 0), "control+erase"
     params: str = "dense_4h_to_h"  # module suffixes in layers l-2..l
     push_at: str = "distinct"  # forget positions pushed: "distinct" (prefix in no retain prompt) or "all"
-    push_weight: str = "uniform"  # "known": weight each forget prompt's push by p(answer) + 0.1 (SSPU and RMU)
+    push_weight: str = "known"  # each forget prompt's push by p(answer) + 0.1 (SSPU and RMU); or "uniform"
     forget_text: str = "prompts+words"  # also unlearn on two of the corpus's word forms (mul_div only); or "prompts"
     steps: int = 2400
     lr: float = 2e-3

@@ -26,8 +26,20 @@ from interp.tasks import make_examples
 SPLIT = "circuit"
 
 
-def split_accuracy(model, tok, task: str, n: int) -> float:
-    return accuracy(model, tok, make_examples(task, SPLIT, n, 0, at_most=True))
+def split_accuracy(model, tok, task: str, n: int, split: str = SPLIT) -> float:
+    return accuracy(model, tok, make_examples(task, split, n, 0, at_most=True))
+
+
+def goal_numbers(model, tok, forget: str, retain: list[str], n: int, split: str = SPLIT) -> dict:
+    """Forget accuracy and the mean retain accuracy (with each task's) on `split`, as fractions."""
+    per_task = {t: split_accuracy(model, tok, t, n, split) for t in retain}
+    return {"forget": split_accuracy(model, tok, forget, n, split), "retain_mean": mean(per_task.values()),
+            "retain": per_task}
+
+
+def chance(task: str, n: int, split: str = SPLIT) -> float:
+    labels = [e.label for e in make_examples(task, split, n, 0, at_most=True)]
+    return max(labels.count(x) for x in set(labels)) / len(labels)
 
 
 def run_models(run: Path) -> tuple[dict, object, dict]:
@@ -45,13 +57,8 @@ def run_models(run: Path) -> tuple[dict, object, dict]:
 def measure(run: Path) -> dict:
     cfg, tok, models = run_models(run)
     forget, retain = cfg["forget"], [t.strip() for t in cfg["retain"].split(",")]
-    out = {}
-    for name, model in models.items():
-        per_task = {t: split_accuracy(model, tok, t, cfg["n_eval"]) for t in retain}
-        out[name] = {"forget": split_accuracy(model, tok, forget, cfg["n_eval"]),
-                     "retain_mean": mean(per_task.values()), "retain": per_task}
-    labels = [e.label for e in make_examples(forget, SPLIT, cfg["n_eval"], 0, at_most=True)]
-    out["chance"] = max(labels.count(x) for x in set(labels)) / len(labels)
+    out = {name: goal_numbers(model, tok, forget, retain, cfg["n_eval"]) for name, model in models.items()}
+    out["chance"] = chance(forget, cfg["n_eval"])
     return out
 
 

@@ -1,0 +1,66 @@
+"""Goals 1 and 2 for SSPU alone, at any `interp unlearn` options: a quick read of a candidate setting.
+
+`interp unlearn` trains and attacks every baseline (about 10 minutes a seed); judging whether a new setting can meet
+goals 1 and 2 needs only SSPU's forget and retain accuracy. This trains SSPU alone for each seed (about 3 minutes)
+and reads both on the test split and on the `circuit` split that no choice was made on, against the bars taken from
+the original model on the same split. No attack runs, so it says nothing about goal 3: a setting that reads well
+here still needs `interp unlearn ... frontier`.
+
+    python tests/benchmarks/sspu_goals.py --seeds 5 --push-weight known --retain-weight 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from statistics import mean
+
+from heldout_unlearn import chance, goal_numbers  # this folder: the script's own, first on sys.path
+from tqdm import tqdm
+
+from saes.unlearning import UnlearnConfig, prepare
+
+SPLITS = ("test", "circuit")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--retain-weight", type=float, default=UnlearnConfig.retain_weight)
+    parser.add_argument("--push-weight", default=UnlearnConfig.push_weight)
+    parser.add_argument("--steps", type=int, default=UnlearnConfig.steps)
+    parser.add_argument("--out", type=Path, default=None, help="write the per-seed numbers here as JSON")
+    args = parser.parse_args()
+    results = []
+    for seed in tqdm(range(args.seeds), desc="seeds"):
+        cfg = UnlearnConfig(seed=seed, retain_weight=args.retain_weight, push_weight=args.push_weight,
+                            steps=args.steps)
+        cfg.validate()
+        setup = prepare(cfg)
+        model = setup.train("sspu", cfg).eval()
+        retain = cfg.retain_tasks()
+        results.append({split: goal_numbers(model, setup.tok, cfg.forget, retain, cfg.n_eval, split)
+                        for split in SPLITS})
+        if seed == 0:
+            original = {split: goal_numbers(setup.base, setup.tok, cfg.forget, retain, cfg.n_eval, split)
+                        for split in SPLITS}
+    print(f"SSPU, retain weight {args.retain_weight:g}, push weight {args.push_weight}, {args.steps} steps, "
+          f"seeds 0-{args.seeds - 1}; accuracy in %")
+    print("| split | forget bar | forget (per seed) | mean | retain bar | retain mean (per seed) | mean |")
+    print("|---|---|---|---|---|---|---|")
+    for split in SPLITS:
+        f = [100 * r[split]["forget"] for r in results]
+        k = [100 * r[split]["retain_mean"] for r in results]
+        cells = lambda v: ", ".join(f"{x:.1f}" for x in v)
+        forget_bar = 100 * chance(cfg.forget, cfg.n_eval, split) + 5
+        retain_bar = 100 * original[split]["retain_mean"] - 2
+        print(f"| {split} | {forget_bar:.2f} | {cells(f)} | {mean(f):.2f} | {retain_bar:.2f} | {cells(k)} | "
+              f"{mean(k):.2f} |")
+    if args.out:
+        args.out.write_text(json.dumps({"options": vars(args) | {"out": str(args.out)}, "original": original,
+                                        "seeds": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ from statistics import mean
 from heldout_unlearn import chance, goal_numbers  # this folder: the script's own, first on sys.path
 from tqdm import tqdm
 
+from interp.errors import InterpError
 from saes.unlearning import UnlearnConfig, prepare
 
 SPLITS = ("test", "circuit")
@@ -30,13 +31,17 @@ def main() -> None:
     parser.add_argument("--retain-weight", type=float, default=UnlearnConfig.retain_weight)
     parser.add_argument("--push-weight", default=UnlearnConfig.push_weight)
     parser.add_argument("--steps", type=int, default=UnlearnConfig.steps)
+    parser.add_argument("--retain", default=UnlearnConfig.retain, help="comma-separated task families to keep")
     parser.add_argument("--out", type=Path, default=None, help="write the per-seed numbers here as JSON")
     args = parser.parse_args()
     results = []
     for seed in tqdm(range(args.seeds), desc="seeds"):
         cfg = UnlearnConfig(seed=seed, retain_weight=args.retain_weight, push_weight=args.push_weight,
-                            steps=args.steps)
-        cfg.validate()
+                            steps=args.steps, retain=args.retain)
+        try:
+            cfg.validate()
+        except InterpError as err:  # bad options: one line, before any training
+            raise SystemExit(f"error: {err}")
         setup = prepare(cfg)
         model = setup.train("sspu", cfg).eval()
         retain = cfg.retain_tasks()
@@ -45,8 +50,8 @@ def main() -> None:
         if seed == 0:
             original = {split: goal_numbers(setup.base, setup.tok, cfg.forget, retain, cfg.n_eval, split)
                         for split in SPLITS}
-    print(f"SSPU, retain weight {args.retain_weight:g}, push weight {args.push_weight}, {args.steps} steps, "
-          f"seeds 0-{args.seeds - 1}; accuracy in %")
+    print(f"SSPU, retain {args.retain} at weight {args.retain_weight:g}, push weight {args.push_weight}, "
+          f"{args.steps} steps, seeds 0-{args.seeds - 1}; accuracy in %")
     print("| split | forget bar | forget (per seed) | mean | retain bar | retain mean (per seed) | mean |")
     print("|---|---|---|---|---|---|---|")
     for split in SPLITS:

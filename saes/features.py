@@ -95,4 +95,4 @@ def _logit_effects(loaded, sae) -> torch.Tensor | None:
     W_U = loaded.model.get_output_embeddings().weight  # [vocab, d_model]
     if W_U.shape[1] != sae.cfg.d_in:
         return None
-    return sae.W_dec.detach() @ W_U.detach().T
+    return (sae.W_dec.detach() @ W_U.detach().T).cpu()  # read latent by latent below: once off the GPU

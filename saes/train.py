@@ -124,7 +124,7 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
         path = work / "saes" / s.name
         s.sae.fold_activation_norm_scaling_factor(progress["scales"][s.hook_index])
         s.sae.save_inference_model(path)
-        saes[s.name] = (cfg.hooks[s.hook_index], load_sae(path))
+        saes[s.name] = (cfg.hooks[s.hook_index], load_sae(path, cfg.device))
     metrics = evaluate_saes(loaded, saes, cfg.dataset, cfg.context_size, cfg.eval_tokens, cfg.seed, cfg.model_batch,
                             cfg.mask_ratio, cfg.mask_policy)
     for s in states:
@@ -144,15 +144,15 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
     return SAETrainResult(run, {n: sae for n, (_, sae) in saes.items()}, metrics, train_seconds, tps)
 
 
-def load_sae(path: Path):
-    """A sae-lens SAE from its directory, with one clear error for a missing or corrupt one."""
+def load_sae(path: Path, device: str = "cpu"):
+    """A sae-lens SAE from its directory, on `device`, with one clear error for a missing or corrupt one."""
     from sae_lens import SAE
 
     path = Path(path)
     if not (path / "cfg.json").exists():
         raise InterpError(f"{path} is not a sae-lens SAE directory (no cfg.json)")
     try:
-        return SAE.load_from_disk(str(path))
+        return SAE.load_from_disk(str(path), device=device)
     except Exception as e:  # safetensors / json / shape errors all mean the same thing to the user
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise InterpError(f"cannot load the SAE at {path}: {first}") from None

@@ -59,7 +59,8 @@ def make_states(cfg: SAETrainConfig, hooks: list[str], d_in: int, model_name: st
                                      decay_steps=decay, lr_end=cfg.lr, num_cycles=1)
             d_sae = sae.cfg.d_sae
             states.append(SAEState(sae_name(hook, k), h, sae, opt, sched,
-                                   torch.zeros(d_sae, dtype=torch.long), torch.zeros(d_sae, dtype=torch.long)))
+                                   torch.zeros(d_sae, dtype=torch.long, device=cfg.device),
+                                   torch.zeros(d_sae, dtype=torch.long, device=cfg.device)))
     return states
 
 
@@ -108,5 +109,6 @@ def load_checkpoint(work: Path, states: list[SAEState]) -> dict | None:
             return None
     for s in states:
         s.sae.load_weights_from_checkpoint(ckpt / s.name)
-        s.load_state_dict(torch.load(ckpt / s.name / "trainer_state.pt", weights_only=False))
+        s.load_state_dict(torch.load(ckpt / s.name / "trainer_state.pt", weights_only=False,
+                                     map_location=s.sae.W_dec.device))
     return json.loads((ckpt / "progress.json").read_text())

@@ -105,7 +105,7 @@ def resolved(c: dict) -> tuple[list[str], list[str]]:
     return ([k for k in m if m[k] < -2 * se[k]], [k for k in m if m[k] > 2 * se[k]])
 
 
-def table(pts: dict, comparison: list[dict], base_weight: float) -> str:
+def table(pts: dict, comparison: list[dict]) -> str:
     pct = lambda v: "–" if v is None else f"{100 * v:.1f}"
     head = ["method", "retain weight", "seeds", "retain mean", *METRICS, "corpus CE"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
@@ -126,14 +126,14 @@ def table(pts: dict, comparison: list[dict], base_weight: float) -> str:
                      for k in METRICS] + [f"{d['corpus_ce']:+.3f}"]
         lines.append(f"| {c['retain_weight']:g} | {pct(c['retain_mean'])} | {c['seeds_matched']} | "
                      + " | ".join(cells) + " |")
-    at_base = next((c for c in comparison if c["retain_weight"] == base_weight), None)
-    if at_base and (d := at_base["sspu_minus_rmu"]):
-        worse = [k for k in METRICS if k in d and d[k] >= 0]
-        lower, higher = resolved(at_base)
-        lines += ["", f"At retain weight {base_weight:g}, SSPU is lower than RMU at matched retain under "
-                  + ("every metric." if not worse else f"all but: {', '.join(worse)}.")
-                  + f" Seed by seed ({at_base['seeds_matched']} matched), beyond two standard errors it is lower "
-                  f"under {', '.join(lower) or 'none'} and higher under {', '.join(higher) or 'none'}."]
+    for c in comparison:  # a verdict for every SSPU weight that RMU's curve reaches
+        if d := c["sspu_minus_rmu"]:
+            worse = [k for k in METRICS if k in d and d[k] >= 0]
+            lower, higher = resolved(c)
+            lines += ["", f"At retain weight {c['retain_weight']:g}, SSPU is lower than RMU at matched retain under "
+                      + ("every metric." if not worse else f"all but: {', '.join(worse)}.")
+                      + f" Seed by seed ({c['seeds_matched']} matched), beyond two standard errors it is lower "
+                      f"under {', '.join(lower) or 'none'} and higher under {', '.join(higher) or 'none'}."]
     return "\n".join(lines) + "\n"
 
 
@@ -175,7 +175,7 @@ def frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: str | P
     rows = {(m, w, s): json.loads(_row_path(out, m, w, s).read_text()) for m, w in wanted for s in range(seeds)}
     pts = points(rows)
     comparison = with_seed_spread(matched(pts["sspu"], pts["rmu"]), rows)
-    markdown = table(pts, comparison, base.retain_weight)
+    markdown = table(pts, comparison)
     _write(out / "frontier.json", json.dumps({"config": asdict(base), "weights": weights,
                                               "rmu_weights": list(rmu_weights), "seeds": seeds, "points": pts,
                                               "matched": comparison}, indent=1))

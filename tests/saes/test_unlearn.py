@@ -361,6 +361,20 @@ def test_resolved_needs_two_standard_errors():
     assert resolved({}) == ([], [])
 
 
+def test_frontier_table_gives_a_verdict_for_every_matched_weight():
+    from saes.unlearn_frontier import METRICS, table
+
+    lower = {k: -0.05 for k in METRICS}
+    matched_at = lambda w: {"retain_weight": w, "retain_mean": 0.88, "seeds_matched": 3, "std_over_seeds": {},
+                            "sspu_minus_rmu": lower | {"format": 0.01, "corpus_ce": 0.0},
+                            "seed_mean": lower, "seed_se": {k: 0.01 for k in METRICS}}
+    md = table({"sspu": [], "rmu": []}, [matched_at(80), matched_at(90),
+                                         {"retain_weight": 200, "retain_mean": 0.9, "seeds_matched": 0,
+                                          "sspu_minus_rmu": None}])
+    assert "At retain weight 80, SSPU is lower than RMU at matched retain under all but: format." in md
+    assert "At retain weight 90," in md and "At retain weight 200" not in md  # outside RMU's range: no verdict
+
+
 def test_tiny_frontier_resumes_and_keeps_one_configuration(sae_run, tmp_path, monkeypatch):
     from dataclasses import replace
 

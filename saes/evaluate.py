@@ -80,7 +80,8 @@ def evaluate_saes(loaded, saes: dict, dataset: str = "corpus", context_size: int
     gen = torch.Generator().manual_seed(seed + 10_000)
     hooks = sorted({h for h, _ in saes.values()})
     acc = {name: {} for name in saes}
-    fired = {name: torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=sae.W_dec.device) for name, (_, sae) in saes.items()}
+    fired = {name: torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=sae.W_dec.device)
+             for name, (_, sae) in saes.items()}
     count = 0
     for _ in range(n_batches):
         ids = next(batches).to(next(bridge.parameters()).device)

@@ -33,7 +33,8 @@ def test_cuda_run_matches_cpu_run(tmp_path, model, min_ev):
 def test_cuda_run_resumes(tmp_path, monkeypatch):
     import saes.trainer as trainer
 
-    cfg = SAETrainConfig(device="cuda", out=str(tmp_path / "r"), **{**SHORT, "tokens": 10 * 1024, "checkpoint_every": 3})
+    cfg = SAETrainConfig(device="cuda", out=str(tmp_path / "r"),
+                         **{**SHORT, "tokens": 10 * 1024, "checkpoint_every": 3})
     real, calls = trainer.train_step, {"n": 0}
 
     def dying(*a, **k):

@@ -63,6 +63,20 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
+def check_device(device: str) -> None:
+    """One clear error for a device torch cannot parse, or a GPU this torch cannot see."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise InterpError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InterpError(f"device {device!r}: torch {torch.__version__} sees no CUDA GPU (a CPU build, or no driver)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise InterpError(f"device {device!r}: torch sees no Apple GPU")
+
+
 def load_model(name_or_path: str, bridge: bool = True, hooks_for_edges: bool = False,
                trust_remote_code: bool = False, device: str = "cpu") -> LoadedModel:
     """Load a model by zoo name, local directory or hub id.
@@ -76,6 +90,7 @@ def load_model(name_or_path: str, bridge: bool = True, hooks_for_edges: bool = F
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one line per error, no weight-loading bars in CLI output
+    check_device(device)
     source, kind = resolve(name_or_path)
     if not Path(source).exists() and not hub_reachable():
         raise InterpError(

@@ -63,6 +63,8 @@ def run(*args):
     (["--model", "./no-such-dir"], "model directory ./no-such-dir does not exist"),
     (["--k", "4096"], "k = 4096 is larger than the width 2048"),
     (["--mask-policy", "half"], "unknown mask policy 'half'"),
+    (["--device", "gpu"], "unknown device 'gpu'"),
+    *([(["--device", "cuda"], "sees no CUDA GPU")] if not torch.cuda.is_available() else []),
 ])
 def test_train_sae_bad_input(tmp_path, args, msg):
     out = tmp_path / "run"

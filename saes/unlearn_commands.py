@@ -25,6 +25,8 @@ def unlearn_cmd(
     irrelevant: str = typer.Option("score", help="irrelevant latents: score (smallest |score|) or quiet (least "
                                                  "active on forget and retain)"),
     steering_coef: float = typer.Option(1.0, help="c = coef x mean activation norm at the layer"),
+    control_draws: int = typer.Option(1, help="random control vectors u drawn; >1 keeps the one the forget "
+                                              "activations vary most along (SSPU and RMU alike)"),
     retain_weight: float = typer.Option(80.0),
     reg_weight: float = typer.Option(10.0, help="weight of the update's component outside the relevant subspace"),
     target: str = typer.Option("control", help="SSPU's forget push: control (toward c x u), erase (the "
@@ -60,9 +62,9 @@ def unlearn_cmd(
 def _config(params: dict, **overrides):
     from .unlearning import UnlearnConfig
 
-    keys = ("model", "forget", "retain", "layer", "features", "irrelevant", "steering_coef", "retain_weight",
-            "reg_weight", "target", "params", "push_at", "push_weight", "forget_text", "steps", "lr", "n_eval",
-            "relearn_lrs", "relearn_draws", "seed")
+    keys = ("model", "forget", "retain", "layer", "features", "irrelevant", "steering_coef", "control_draws",
+            "retain_weight", "reg_weight", "target", "params", "push_at", "push_weight", "forget_text", "steps", "lr",
+            "n_eval", "relearn_lrs", "relearn_draws", "seed")
     cfg = {k: params[k] for k in keys} | {"sae": str(params["sae"]) if params["sae"] else None,
                                           "out": str(params["out"])}
     return UnlearnConfig(**(cfg | overrides))

@@ -117,12 +117,22 @@ def param_names(model, layers: list[int], params: str) -> list[str]:
             if any(n.startswith(f"gpt_neox.layers.{l}.") for l in layers) and any(f".{s}." in n for s in suffixes)]
 
 
-def control_vector(d: int, seed: int, basis: torch.Tensor | None) -> torch.Tensor:
-    """u ~ uniform[0, 1)^d, projected into `basis`'s span when given, normalised."""
-    u = torch.rand(d, generator=torch.Generator().manual_seed(seed))
-    if basis is not None:
-        u = basis @ (basis.T @ u)
-    return u / u.norm()
+def control_vector(d: int, seed: int, basis: torch.Tensor | None, draws: int = 1,
+                   acts: torch.Tensor | None = None) -> torch.Tensor:
+    """u ~ uniform[0, 1)^d, projected into `basis`'s span when given, normalised.
+
+    With `draws` > 1, of that many such vectors (the first is the one-draw u) the one along which `acts`
+    [n, d] vary most. Which random u a seed draws decides most of how far it forgets; a direction the
+    activations barely use moves the answer least when they are pushed along it.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    us = []
+    for _ in range(draws):
+        u = torch.rand(d, generator=gen)
+        if basis is not None:
+            u = basis @ (basis.T @ u)
+        us.append(u / u.norm())
+    return us[0] if draws == 1 else max(us, key=lambda u: (acts @ u).var().item())
 
 
 def _rows(n: int, step: int, batch: int, seed: int) -> torch.Tensor:

@@ -38,6 +38,7 @@ class UnlearnConfig:
     features: int = 48
     irrelevant: str = "score"  # irrelevant latents: "score" (smallest |score|) or "quiet" (least active)
     steering_coef: float = 1.0  # c = coef x mean norm of the layer's activations on forget prompts
+    control_draws: int = 1  # >1: of that many random u, the one the forget activations vary most along
     retain_weight: float = 80.0
     reg_weight: float = 10.0  # the subspace penalty; its proximal step shrinks the outside part by 1 + lr x this
     target: str = "control"  # SSPU's forget push: "control" (toward c*u), "erase" (relevant part to 0), "control+erase"
@@ -107,6 +108,8 @@ class UnlearnConfig:
             raise InterpError("--n-eval must be >= 1")
         if self.relearn_draws < 1:
             raise InterpError("--relearn-draws must be >= 1")
+        if self.control_draws < 1:
+            raise InterpError("--control-draws must be >= 1")
         self.relearn_rates()
 
 
@@ -295,8 +298,9 @@ def prepare(cfg: UnlearnConfig) -> Setup:
     with torch.no_grad(), um.capture(base, sel.layer) as h:
         base(input_ids=data.forget[0][:256])
     coef = cfg.steering_coef * h[0].norm(dim=-1).mean().item()
-    u = {"sspu": um.control_vector(base.config.hidden_size, cfg.seed, irrelevant),
-         "rmu": um.control_vector(base.config.hidden_size, cfg.seed, None)}
+    acts = h[0].flatten(0, 1)
+    u = {method: um.control_vector(base.config.hidden_size, cfg.seed, basis, cfg.control_draws, acts)
+         for method, basis in (("sspu", irrelevant), ("rmu", None))}
     return Setup(model_name, base, loaded.tokenizer, data, sel, sae, sae_dir, relevant, irrelevant, names, coef, u)
 
 

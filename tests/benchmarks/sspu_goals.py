@@ -34,10 +34,11 @@ def main() -> None:
     parser.add_argument("--push-weight", default=UnlearnConfig.push_weight)
     parser.add_argument("--steps", type=int, default=UnlearnConfig.steps)
     parser.add_argument("--retain", default=UnlearnConfig.retain, help="comma-separated task families to keep")
+    parser.add_argument("--control-draws", type=int, default=UnlearnConfig.control_draws)
     parser.add_argument("--out", type=Path, default=None, help="write the per-seed numbers here as JSON")
     args = parser.parse_args()
     base = UnlearnConfig(retain_weight=args.retain_weight, push_weight=args.push_weight, steps=args.steps,
-                         retain=args.retain)
+                         retain=args.retain, control_draws=args.control_draws)
     try:
         base.validate()
     except InterpError as err:  # bad options: one line, before any training
@@ -54,7 +55,7 @@ def main() -> None:
             original = {split: goal_numbers(setup.base, setup.tok, cfg.forget, retain, cfg.n_eval, split)
                         for split in SPLITS}
     print(f"SSPU, retain {args.retain} at weight {args.retain_weight:g}, push weight {args.push_weight}, "
-          f"{args.steps} steps, seeds 0-{args.seeds - 1}; accuracy in %")
+          f"{args.steps} steps, {args.control_draws} control draw(s), seeds 0-{args.seeds - 1}; accuracy in %")
     print("| split | forget bar | forget (per seed) | mean | retain bar | retain mean (per seed) | mean |")
     print("|---|---|---|---|---|---|---|")
     for split in SPLITS:

@@ -172,6 +172,13 @@ def test_control_vector_lies_in_the_irrelevant_subspace(setup):
     q = basis(setup[2][2][1], list(range(50, 60)))
     u = um.control_vector(128, 3, q)
     assert u.norm().item() == pytest.approx(1.0) and (u - q @ (q.T @ u)).norm() < 1e-5
+    acts = torch.randn(200, 128) * torch.linspace(0.1, 3, 128)  # more spread along later coordinates
+    assert torch.equal(um.control_vector(128, 3, q, 1, acts), u)  # one draw: the u above, bit for bit
+    best = um.control_vector(128, 3, q, 6, acts)
+    firsts = [um.control_vector(128, 3, q, n, acts) for n in range(1, 7)]
+    spread = lambda v: (acts @ v).var().item()
+    assert spread(best) == max(spread(v) for v in firsts) and spread(best) >= spread(u)
+    assert (best - q @ (q.T @ best)).norm() < 1e-5  # still in the subspace
 
 
 def test_clamping_edits_only_where_forget_features_fire(setup):
@@ -255,6 +262,7 @@ def _cli(*args):
     (["--push-weight", "answer"], "--push-weight must be uniform or known"),
     (["--forget", "add_sub", "--retain", "lcm", "--forget-text", "prompts+words"], "needs --forget mul_div"),
     (["--relearn-draws", "0"], "--relearn-draws must be >= 1"),
+    (["--control-draws", "0"], "--control-draws must be >= 1"),
     (["--relearn-lrs", "fast"], "--relearn-lrs takes comma-separated numbers"),
     (["--relearn-lrs", "1e-4,0"], "every rate > 0"),
     (["frontier", "--retain-weights", "ten"], "--retain-weights takes comma-separated numbers"),

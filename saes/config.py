@@ -7,7 +7,6 @@ from pathlib import Path
 
 from interp.activations import check_masking
 from interp.errors import InterpError
-from interp.loading import check_device
 
 
 @dataclass
@@ -59,7 +58,6 @@ class SAETrainConfig:
         if self.lr <= 0:
             raise InterpError(f"lr must be positive (got {self.lr})")
         check_masking(self.mask_policy, self.mask_ratio)
-        check_device(self.device)
         return self
 
     def steps(self) -> int:

@@ -117,13 +117,12 @@ def param_names(model, layers: list[int], params: str) -> list[str]:
             if any(n.startswith(f"gpt_neox.layers.{l}.") for l in layers) and any(f".{s}." in n for s in suffixes)]
 
 
-def control_vector(d: int, seed: int, basis: torch.Tensor | None, draws: int = 1,
-                   acts: torch.Tensor | None = None) -> torch.Tensor:
+def control_vector(d: int, seed: int, basis: torch.Tensor | None, draws: int = 1, score=None) -> torch.Tensor:
     """u ~ uniform[0, 1)^d, projected into `basis`'s span when given, normalised.
 
-    With `draws` > 1, of that many such vectors (the first is the one-draw u) the one along which `acts`
-    [n, d] vary most. Which random u a seed draws decides most of how far it forgets; a direction the
-    activations barely use moves the answer least when they are pushed along it.
+    With `draws` > 1, of that many such vectors (the first is the one-draw u) the one with the lowest `score(u)`
+    (`unlearning.prepare` scores with `half_push_recall`). Which random u a seed draws decides most of how far
+    it forgets.
     """
     gen = torch.Generator().manual_seed(seed)
     us = []
@@ -132,7 +131,19 @@ def control_vector(d: int, seed: int, basis: torch.Tensor | None, draws: int = 1
         if basis is not None:
             u = basis @ (basis.T @ u)
         us.append(u / u.norm())
-    return us[0] if draws == 1 else max(us, key=lambda u: (acts @ u).var().item())
+    return us[0] if draws == 1 else min(us, key=score)
+
+
+@torch.no_grad()
+def half_push_recall(model, layer: int, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                     target: torch.Tensor) -> float:
+    """The frozen model's mean probability of the answers when its block-`layer` output at the pushed positions
+    (`mask`) is moved half-way to `target` (c * u): how much of the answer a push along u removes before any
+    training. Half-way, because the retain term keeps training short of c * u, and there every u leaves ~0."""
+    move = lambda h: torch.where(mask[..., None], (h + target) / 2, h)
+    with edit_output(model, layer, move):
+        logits = model(input_ids=inputs).logits[:, -2]
+    return logits.softmax(-1).gather(1, targets[:, None]).mean().item()
 
 
 def _rows(n: int, step: int, batch: int, seed: int) -> torch.Tensor:

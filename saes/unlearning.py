@@ -38,7 +38,7 @@ class UnlearnConfig:
     features: int = 48
     irrelevant: str = "score"  # irrelevant latents: "score" (smallest |score|) or "quiet" (least active)
     steering_coef: float = 1.0  # c = coef x mean norm of the layer's activations on forget prompts
-    control_draws: int = 1  # >1: of that many random u, the one the forget activations vary most along
+    control_draws: int = 1  # >1: of that many random u, the one a half-way push along removes most of the answer
     retain_weight: float = 80.0
     reg_weight: float = 10.0  # the subspace penalty; its proximal step shrinks the outside part by 1 + lr x this
     target: str = "control"  # SSPU's forget push: "control" (toward c*u), "erase" (relevant part to 0), "control+erase"
@@ -298,8 +298,10 @@ def prepare(cfg: UnlearnConfig) -> Setup:
     with torch.no_grad(), um.capture(base, sel.layer) as h:
         base(input_ids=data.forget[0][:256])
     coef = cfg.steering_coef * h[0].norm(dim=-1).mean().item()
-    acts = h[0].flatten(0, 1)
-    u = {method: um.control_vector(base.config.hidden_size, cfg.seed, basis, cfg.control_draws, acts)
+    inputs, targets = (t[:512] for t in data.forget)  # training prompts: choosing u never sees the test split
+    mask = data.forget_mask[:512] if data.forget_mask is not None else torch.ones_like(inputs, dtype=torch.bool)
+    score = lambda u: um.half_push_recall(base, sel.layer, inputs, targets, mask, coef * u)
+    u = {method: um.control_vector(base.config.hidden_size, cfg.seed, basis, cfg.control_draws, score)
          for method, basis in (("sspu", irrelevant), ("rmu", None))}
     return Setup(model_name, base, loaded.tokenizer, data, sel, sae, sae_dir, relevant, irrelevant, names, coef, u)
 

@@ -172,13 +172,24 @@ def test_control_vector_lies_in_the_irrelevant_subspace(setup):
     q = basis(setup[2][2][1], list(range(50, 60)))
     u = um.control_vector(128, 3, q)
     assert u.norm().item() == pytest.approx(1.0) and (u - q @ (q.T @ u)).norm() < 1e-5
-    acts = torch.randn(200, 128) * torch.linspace(0.1, 3, 128)  # more spread along later coordinates
-    assert torch.equal(um.control_vector(128, 3, q, 1, acts), u)  # one draw: the u above, bit for bit
-    best = um.control_vector(128, 3, q, 6, acts)
-    firsts = [um.control_vector(128, 3, q, n, acts) for n in range(1, 7)]
-    spread = lambda v: (acts @ v).var().item()
-    assert spread(best) == max(spread(v) for v in firsts) and spread(best) >= spread(u)
+    score = lambda v: -(torch.linspace(0.1, 3, 128) @ v.abs()).item()  # any score: the lowest wins
+    assert torch.equal(um.control_vector(128, 3, q, 1, score), u)  # one draw: the u above, bit for bit
+    best = um.control_vector(128, 3, q, 6, score)
+    firsts = [um.control_vector(128, 3, q, n, score) for n in range(1, 7)]
+    assert score(best) == min(score(v) for v in firsts) and score(best) <= score(u)
     assert (best - q @ (q.T @ best)).norm() < 1e-5  # still in the subspace
+
+
+def test_half_push_recall_reads_the_answer_after_the_push(setup):
+    base, data, _ = setup
+    (inputs, targets), n = data.forget, 64
+    inputs, targets, mask = inputs[:n], targets[:n], data.forget_mask[:n]
+    with torch.no_grad():
+        p = base(input_ids=inputs).logits[:, -2].softmax(-1).gather(1, targets[:, None]).mean().item()
+    u = um.control_vector(128, 0, None)
+    assert um.half_push_recall(base, 2, inputs, targets, torch.zeros_like(mask), 50 * u) == pytest.approx(p)
+    pushed = um.half_push_recall(base, 2, inputs, targets, mask, 50 * u)
+    assert pushed < p  # moving the pushed positions toward a far-off point costs the answer
 
 
 def test_clamping_edits_only_where_forget_features_fire(setup):

@@ -25,9 +25,9 @@ def unlearn_cmd(
     irrelevant: str = typer.Option("score", help="irrelevant latents: score (smallest |score|) or quiet (least "
                                                  "active on forget and retain)"),
     steering_coef: float = typer.Option(1.0, help="c = coef x mean activation norm at the layer"),
-    control_draws: int = typer.Option(1, help="random control vectors u drawn; >1 keeps the one the forget "
-                                              "activations vary most along (SSPU and RMU alike)"),
-    retain_weight: float = typer.Option(80.0),
+    control_draws: int = typer.Option(8, help="random control vectors u drawn; keeps the one whose half-way push "
+                                              "leaves the least of the forget answers (SSPU and RMU alike)"),
+    retain_weight: float = typer.Option(120.0),
     reg_weight: float = typer.Option(10.0, help="weight of the update's component outside the relevant subspace"),
     target: str = typer.Option("control", help="SSPU's forget push: control (toward c x u), erase (the "
                                                "relevant-subspace component toward 0) or control+erase"),
@@ -83,8 +83,8 @@ def unlearn_experiment_cmd(ctx: typer.Context, seeds: int = typer.Option(3),
 
 @unlearn_app.command("frontier")
 def unlearn_frontier_cmd(ctx: typer.Context,
-                         retain_weights: str = typer.Option("80", help="comma-separated retain weights"),
-                         rmu_weights: str = typer.Option("120,160", help="more weights, RMU alone, to extend its "
+                         retain_weights: str = typer.Option("120", help="comma-separated retain weights"),
+                         rmu_weights: str = typer.Option("160", help="more weights, RMU alone, to extend its "
                                                                          "curve past SSPU's retain accuracy"),
                          seeds: int = typer.Option(5), out: Path = typer.Option(Path("runs/unlearn/frontier"))) -> None:
     """SSPU and RMU at each retain weight (seeds 0..N-1, the options given before `frontier`); SSPU - RMU with

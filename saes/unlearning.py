@@ -38,8 +38,8 @@ class UnlearnConfig:
     features: int = 48
     irrelevant: str = "score"  # irrelevant latents: "score" (smallest |score|) or "quiet" (least active)
     steering_coef: float = 1.0  # c = coef x mean norm of the layer's activations on forget prompts
-    control_draws: int = 1  # >1: of that many random u, the one a half-way push along removes most of the answer
-    retain_weight: float = 80.0
+    control_draws: int = 8  # of that many random u, the one a half-way push along removes most of the answer
+    retain_weight: float = 120.0
     reg_weight: float = 10.0  # the subspace penalty; its proximal step shrinks the outside part by 1 + lr x this
     target: str = "control"  # SSPU's forget push: "control" (toward c*u), "erase" (relevant part to 0), "control+erase"
     params: str = "dense_4h_to_h"  # module suffixes in layers l-2..l
@@ -206,7 +206,7 @@ def _write(path: Path, text: str) -> None:
 
 
 # What an option added later was for runs saved before it: its default then, where the default has moved since.
-ADDED_AS = {"forget_text": "prompts"}
+ADDED_AS = {"forget_text": "prompts", "control_draws": 1}
 
 
 def same_options(saved: dict, cfg: UnlearnConfig) -> bool:

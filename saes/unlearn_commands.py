@@ -84,7 +84,7 @@ def unlearn_experiment_cmd(ctx: typer.Context, seeds: int = typer.Option(3),
 @unlearn_app.command("frontier")
 def unlearn_frontier_cmd(ctx: typer.Context,
                          retain_weights: str = typer.Option("120", help="comma-separated retain weights"),
-                         rmu_weights: str = typer.Option("160", help="more weights, RMU alone, to extend its "
+                         rmu_weights: str = typer.Option("160,320", help="more weights, RMU alone, to extend its "
                                                                          "curve past SSPU's retain accuracy"),
                          seeds: int = typer.Option(5), out: Path = typer.Option(Path("runs/unlearn/frontier"))) -> None:
     """SSPU and RMU at each retain weight (seeds 0..N-1, the options given before `frontier`); SSPU - RMU with

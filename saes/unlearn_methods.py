@@ -139,7 +139,7 @@ def half_push_recall(model, layer: int, inputs: torch.Tensor, targets: torch.Ten
                      target: torch.Tensor) -> float:
     """The frozen model's mean probability of the answers when its block-`layer` output at the pushed positions
     (`mask`) is moved half-way to `target` (c * u): how much of the answer a push along u removes before any
-    training. Half-way, because the retain term keeps training short of c * u, and there every u leaves ~0."""
+    training. Half-way, because the retain term keeps training short of c * u; all the way, every u leaves ~0."""
     move = lambda h: torch.where(mask[..., None], (h + target) / 2, h)
     with edit_output(model, layer, move):
         logits = model(input_ids=inputs).logits[:, -2]

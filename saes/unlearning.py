@@ -38,7 +38,7 @@ class UnlearnConfig:
     features: int = 48
     irrelevant: str = "score"  # irrelevant latents: "score" (smallest |score|) or "quiet" (least active)
     steering_coef: float = 1.0  # c = coef x mean norm of the layer's activations on forget prompts
-    control_draws: int = 8  # of that many random u, the one a half-way push along removes most of the answer
+    control_draws: int = 8  # of that many random u, the one whose half-way push removes most of the answers
     retain_weight: float = 120.0
     reg_weight: float = 10.0  # the subspace penalty; its proximal step shrinks the outside part by 1 + lr x this
     target: str = "control"  # SSPU's forget push: "control" (toward c*u), "erase" (relevant part to 0), "control+erase"

@@ -142,8 +142,7 @@ def half_push_recall(model, layer: int, inputs: torch.Tensor, targets: torch.Ten
     training. Half-way, because the retain term keeps training short of c * u; all the way, every u leaves ~0."""
     move = lambda h: torch.where(mask[..., None], (h + target) / 2, h)
     with edit_output(model, layer, move):
-        logits = model(input_ids=inputs).logits[:, -2]
-    return logits.softmax(-1).gather(1, targets[:, None]).mean().item()
+        return answer_prob(model, inputs, targets).mean().item()
 
 
 def _rows(n: int, step: int, batch: int, seed: int) -> torch.Tensor:
@@ -155,10 +154,15 @@ def _pick(x: tuple[torch.Tensor, ...], step: int, batch: int, seed: int):
     return tuple(t[idx] for t in x)
 
 
+def answer_prob(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[n] the model's probability of each prompt's answer (the token after the prompt)."""
+    return model(input_ids=inputs).logits[:, -2].softmax(-1).gather(1, targets[:, None])[:, 0]
+
+
 @torch.no_grad()
 def known_weights(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """[n] the model's probability of each prompt's answer, plus KNOWN_FLOOR."""
-    return model(input_ids=inputs).logits[:, -2].softmax(-1).gather(1, targets[:, None])[:, 0] + KNOWN_FLOOR
+    return answer_prob(model, inputs, targets) + KNOWN_FLOOR
 
 
 def _answer_ce(model, inputs, targets):

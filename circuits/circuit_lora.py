@@ -14,7 +14,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from interp.errors import InterpError
+from interp.errors import InterpError, check_number
+from interp.rundir import RunDir
 
 from .allocation import Allocation, allocate, check_ranks, layer_sizes, lora_parameters, match_params
 from .circuit import Circuit
@@ -60,6 +61,10 @@ class CircuitLoRAConfig:
             raise InterpError(f"unknown method(s) {', '.join(sorted(unknown))}; valid: {', '.join(METHODS)}")
         if self.probe_steps < 1 or self.epochs <= 0:
             raise InterpError("--probe-steps and --epochs must be positive")
+        check_number("--epochs", self.epochs)  # nan passes `<= 0`
+        for name in ("lr", "lr_critical"):
+            if getattr(self, name) is not None:
+                check_number(f"--{name.replace('_', '-')}", getattr(self, name))
 
     def uniform_rank(self) -> int:
         return self.uniform_r or 2 * self.r_other
@@ -152,11 +157,19 @@ def _train(cfg: CircuitLoRAConfig, runs: dict, out: Path, total: int) -> list[di
     return rows
 
 
-def circuit_lora(cfg: CircuitLoRAConfig = CircuitLoRAConfig()) -> CircuitLoRAResult:
+def circuit_lora(cfg: CircuitLoRAConfig = CircuitLoRAConfig(), resume: bool = True,
+                 overwrite: bool = False) -> CircuitLoRAResult:
+    """Circuits before and after a probe run, the allocation, and every method's run, in place in `cfg.out`:
+    `resume` reuses what a stopped or finished run there made; `overwrite` starts again over it."""
     cfg.validate()
+    run = RunDir(cfg.out, "circuit-lora", atomic=False)
+    run.check(resume, overwrite, reuse_finished=resume)
     model = _checked_model(cfg)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with run.writing(resume, overwrite, reuse_finished=resume) as out:
+        return _circuit_lora(cfg, model, out)
+
+
+def _circuit_lora(cfg: CircuitLoRAConfig, model, out: Path) -> CircuitLoRAResult:
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     before = _circuit(out / "circuits" / "before.json", cfg, None)
     after = _circuit(out / "circuits" / "after.json", cfg, _probe(cfg, out))
@@ -183,14 +196,21 @@ def compositional(base: CircuitLoRAConfig, out: str | Path) -> dict:
     versus from the direct circuit, versus uniform LoRA; one table."""
     from dataclasses import replace
 
+    cfg = replace(base, task="compositional", out=str(out))
+    cfg.validate()
+    run = RunDir(out, "circuit-lora-compositional", atomic=False)
+    run.check(resume=True, reuse_finished=True)
+    model = _checked_model(cfg)
+    with run.writing(resume=True, reuse_finished=True) as out:
+        return _compositional(cfg, model, out)
+
+
+def _compositional(cfg: CircuitLoRAConfig, model, out: Path) -> dict:
+    from dataclasses import replace
+
     from .circuit import union
     from .comparison import jaccard
 
-    cfg = replace(base, task="compositional", out=str(out))
-    cfg.validate()
-    model = _checked_model(cfg)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     probe = _probe(cfg, out)
     found = {(t, when): _circuit(out / "circuits" / f"{t}-{when}.json", replace(cfg, task=t), ckpt)
              for t in ("compositional", "add_sub", "mul_div") for when, ckpt in (("before", None), ("after", probe))}
@@ -221,10 +241,13 @@ def experiment(base: CircuitLoRAConfig, tasks: list[str], seeds: int, out: str |
 
     if seeds < 1 or not tasks:
         raise InterpError("the experiment needs at least one task and one seed")
-    for seed in range(seeds):  # seed by seed, so a stopped experiment has whole tables for the seeds it finished
-        for task in tasks:
-            circuit_lora(replace(base, task=task, seed=seed, out=str(Path(out) / task / f"s{seed}")))
-    return summarize(out, tasks, base)
+    run = RunDir(out, "circuit-lora-experiment", atomic=False)
+    run.check(resume=True, reuse_finished=True)
+    with run.writing(resume=True, reuse_finished=True):
+        for seed in range(seeds):  # seed by seed, so a stopped experiment has whole tables for the seeds it finished
+            for task in tasks:
+                circuit_lora(replace(base, task=task, seed=seed, out=str(Path(out) / task / f"s{seed}")))
+        return summarize(out, tasks, base)
 
 
 def summarize(out: str | Path, tasks: list[str], base: CircuitLoRAConfig | None = None) -> dict:

@@ -49,9 +49,11 @@ def discover_cmd(
     device: str = typer.Option("cpu"),
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="output directory (default runs/circuits/<model>-<task>)"),
+    overwrite: bool = typer.Option(False, help="replace a circuit interp wrote at --out"),
 ) -> None:
     """Discover a task's circuit; write circuit.json and circuit.html; report faithfulness."""
     from interp.loading import load_model
+    from interp.rundir import RunDir
 
     from .comparison import robustness
     from .discovery import discover, split_circuits, write_circuit
@@ -61,12 +63,15 @@ def discover_cmd(
     cfg.validate()
     if splits == 1 or splits < 0:
         raise InterpError("--splits must be 0 (skip) or >= 2")
-    out = out or Path("runs/circuits") / f"{Path(model).name}-{task}"
+    run = RunDir(out or Path("runs/circuits") / f"{Path(model).name}-{task}", "circuit")
+    run.check(resume=False, overwrite=overwrite)
     loaded = load_model(model, hooks_for_edges=True, device=device)
     result = discover(cfg, loaded, show_progress=True)
     if splits:
         result.circuit.info["robustness"] = robustness(split_circuits(cfg, splits, loaded, show_progress=True))
-    path = write_circuit(result.circuit, out)
+    with run.writing(resume=False, overwrite=overwrite) as work:
+        write_circuit(result.circuit, work)
+    path = run.out / "circuit.json"
     c, ev = result.circuit, result.evaluation
     console.print(f"{model} · {task} · {method} ({metric}): {len(c.edge_names)} of {len(c.graph.edges)} edges "
                   f"({100 * c.share_kept:.1f}%), {len(c.node_names)} of {len(c.graph.nodes)} nodes; "
@@ -106,6 +111,7 @@ def track_cmd(
     device: str = typer.Option("cpu"),
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="default runs/track/<model>-<task>-<method>"),
+    overwrite: bool = typer.Option(False, help="start again over a track run interp made at --out"),
 ) -> None:
     """Fine-tune, discover the circuit at every checkpoint, and compare them (resumable)."""
     from .discovery import DiscoverConfig
@@ -118,7 +124,7 @@ def track_cmd(
                           seed=seed)
     cfg = TrackConfig(model=model, task=task, method=method, steps=steps, checkpoint_every=checkpoint_every, lr=lr,
                       lora_r=lora_r, seed=seed, splits=splits, by=by, discover=dcfg, out=str(out))
-    summary = track(cfg)
+    summary = track(cfg, overwrite=overwrite)
     table = Table(title=f"{model} · {task} · {method} fine-tuning: circuits at checkpoints")
     for col in ("step", "accuracy", "faithfulness", "nodes", "edges", "node J vs prev", "edge J vs prev",
                 "node J vs base", "edge J vs base", "robustness edge J"):
@@ -152,10 +158,16 @@ def compare_cmd(
     paths: list[Path] = typer.Argument(..., help="circuit files or directories (A B ...), or a track directory"),
     by: str = typer.Option("source", help="count each edge's change toward its source or target layer"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full comparison here"),
+    overwrite: bool = typer.Option(False, help="replace the file given to --json"),
 ) -> None:
     """Compare circuits in order: nodes added/removed, edge flips, Jaccard, per-layer edge change."""
+    from interp.rundir import check_new_file, write_atomic
+
     from .circuit import Circuit
     from .comparison import compare
+
+    if json_out:
+        check_new_file(json_out, overwrite)
 
     files = _circuit_paths(paths)
     if len(files) < 2:
@@ -176,7 +188,7 @@ def compare_cmd(
                       *[f"{r['layer_change'][l]:.3g}" for l in range(n_layers + 1)])
     console.print(table)
     if json_out:
-        json_out.write_text(json.dumps(results, indent=1))
+        write_atomic(json_out, json.dumps(results, indent=1))
         console.print(f"written: {json_out}")
 
 

@@ -34,20 +34,15 @@ def circuit_lora_cmd(
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="default runs/circuit-lora/<model>-<task>-s<seed>"),
     resume: bool = typer.Option(True, help="reuse finished circuits and runs, continue interrupted ones"),
+    overwrite: bool = typer.Option(False, help="start again over a circuit-lora run interp made at --out"),
 ) -> None:
     """Allocate ranks from circuit changes, train LoRA, AdaLoRA, CircuitLoRA and full fine-tuning; one table."""
     if ctx.invoked_subcommand is not None:
         return
-    import shutil
-
     from .circuit_lora import circuit_lora
 
     out = out or Path("runs/circuit-lora") / f"{Path(model).name}-{task}-s{seed}"
-    cfg = _config(ctx.params, task=task, out=str(out))
-    cfg.validate()
-    if not resume and out.exists():
-        shutil.rmtree(out)
-    result = circuit_lora(cfg)
+    result = circuit_lora(_config(ctx.params, task=task, out=str(out)), resume=resume, overwrite=overwrite)
     a = result.allocation
     table = Table(title=f"allocation: edge change per layer (by {a.count_by}), rule {a.rule}")
     for col in ("layer", "edge change", "critical", "rank"):

@@ -60,14 +60,24 @@ def load_at(model: str, checkpoint: Path | None, method: str, device: str = "cpu
     return loaded
 
 
-def track(cfg: TrackConfig, show_progress: bool = True) -> dict:
-    from interp.finetune import FinetuneConfig, finetune
+def track(cfg: TrackConfig, show_progress: bool = True, overwrite: bool = False) -> dict:
+    """Fine-tune, then the circuit at every checkpoint, in place in `cfg.out` (what a stopped or finished
+    track there made is reused; `overwrite` starts again over it)."""
+    from interp.rundir import RunDir
 
     if cfg.splits == 1:
         raise InterpError("--splits must be 0 (skip robustness) or >= 2")
     dcfg = replace(cfg.discover, model=cfg.model, task=cfg.task)
     dcfg.validate()
-    out = Path(cfg.out)
+    run = RunDir(cfg.out, "track", atomic=False)
+    run.check(resume=True, overwrite=overwrite, reuse_finished=True)
+    with run.writing(resume=True, overwrite=overwrite, reuse_finished=True) as out:
+        return _track(cfg, dcfg, out, show_progress)
+
+
+def _track(cfg: TrackConfig, dcfg, out: Path, show_progress: bool) -> dict:
+    from interp.finetune import FinetuneConfig, finetune
+
     ft = FinetuneConfig(model=cfg.model, task=cfg.task, method=cfg.method, steps=cfg.steps, lr=cfg.lr,
                         lora_r=cfg.lora_r, checkpoint_every=cfg.checkpoint_every, eval_every=cfg.checkpoint_every,
                         seed=cfg.seed, out=str(out / "finetune"))

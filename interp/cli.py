@@ -19,16 +19,18 @@ def register_all() -> None:
         ep.load()(app)
 
 
+INTERRUPTED = "interrupted; the last checkpoint is kept: rerun the same command with --resume to continue"
+
+
 def main() -> None:
     register_all()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer returns 130 for Ctrl-C and the code of a typer.Exit here
     except InterpError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
+        code = 130
     except Exception as e:  # click usage errors carry their own exit code
         import click
 
@@ -36,7 +38,10 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
-
+    if code == 130:
+        print(INTERRUPTED, file=sys.stderr)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 if __name__ == "__main__":
     main()

@@ -38,18 +38,18 @@ def _eval(model: str = typer.Option(..., "--model", help="zoo name, local HF dir
           n: int = typer.Option(200, help="number of examples"),
           seed: int = typer.Option(0)) -> None:
     """Exact-match accuracy of a model on one or more tasks."""
-    from .evaluate import task_accuracy
+    from .evaluate import accuracy
     from .loading import load_model
     from .tasks import TASKS, get_task, make_examples
 
     names = list(TASKS) if task == ["all"] else task
-    for t in names:
-        make_examples(get_task(t).name, split, 1, seed)  # bad task or split fails before the model loads
+    # a bad task, split or n (more than the split holds) fails before the model loads
+    examples = {t: make_examples(get_task(t).name, split, n, seed) for t in names}
     loaded = load_model(model, bridge=False)
     table = Table(title=f"{model} ({loaded.kind})")
     table.add_column("task"); table.add_column("split"); table.add_column("n"); table.add_column("accuracy %")
     for t in names:
-        acc = task_accuracy(loaded.model, loaded.tokenizer, t, split, n, seed, diffusion=loaded.is_diffusion)
+        acc = accuracy(loaded.model, loaded.tokenizer, examples[t], diffusion=loaded.is_diffusion)
         table.add_row(t, split, str(n), f"{100 * acc:.1f}")
     console.print(table)
 
@@ -85,10 +85,13 @@ def tasks_show(task: str, split: str = typer.Option("test"), n: int = typer.Opti
 
 @tasks_app.command("write")
 def tasks_write(task: str, out: Path, split: str = typer.Option("train"), n: int = typer.Option(256),
-                seed: int = typer.Option(0)) -> None:
+                seed: int = typer.Option(0),
+                overwrite: bool = typer.Option(False, help="replace the file at OUT")) -> None:
     """Write a task split as CSV (clean, corrupted, label)."""
+    from .rundir import check_new_file
     from .tasks import make_examples, write_csv
 
+    check_new_file(out, overwrite)
     write_csv(make_examples(task, split, n, seed), out)
     console.print(f"wrote {n} {task} {split} examples to {out}")
 
@@ -106,12 +109,12 @@ zoo_app = typer.Typer(help="The model zoo shipped with the package.", no_args_is
 
 @zoo_app.command("train")
 def zoo_train(name: str, out: Optional[Path] = typer.Option(None, help="output directory (default: the shipped location)"),
-              resume: bool = typer.Option(True, help="continue from the last checkpoint of an interrupted run")) -> None:
+              resume: bool = typer.Option(True, help="continue from the last checkpoint of an interrupted run"),
+              overwrite: bool = typer.Option(False, help="replace the model at --out (the shipped one by default)")) -> None:
     """Reproduce a zoo checkpoint from its seeded recipe."""
-    from .zoo import get_entry, train_zoo_model
+    from .zoo import train_zoo_model
 
-    get_entry(name)
-    path = train_zoo_model(name, out, resume=resume)
+    path = train_zoo_model(name, out, resume=resume, overwrite=overwrite)
     console.print(f"trained {name} -> {path}")
 
 
@@ -122,25 +125,35 @@ def _finetune(model: str = typer.Option("pythia-mini", help="zoo name, local HF 
               lr: Optional[float] = typer.Option(None, help="default 5e-4 (full) or 4e-3 (LoRA)"),
               lora_r: int = typer.Option(8), seed: int = typer.Option(0),
               out: Path = typer.Option(Path("runs/finetune"), help="run directory (checkpoints, metrics)"),
-              resume: bool = typer.Option(True)) -> None:
+              resume: bool = typer.Option(True, help="continue a stopped run at --out (or reuse a finished one)"),
+              overwrite: bool = typer.Option(False, help="start again over a run interp made at --out")) -> None:
     """Fine-tune a model on a task (loss on the answer token), with resumable checkpoints."""
     import time
+    from contextlib import nullcontext
 
     from .finetune import FinetuneConfig, finetune
+    from .rundir import RunDir
     from .tasks import TASKS, get_task
 
     names = list(TASKS) if task == "all" else [get_task(task).name]
+    configs = [FinetuneConfig(model=model, task=name, method=method, steps=steps, batch_size=batch_size, lr=lr,
+                              lora_r=lora_r, seed=seed, out=str(out / name if task == "all" else out))
+               for name in names]
+    for cfg in configs:
+        cfg.validate()
+    suite = RunDir(out, "finetune-suite", atomic=False) if task == "all" else None  # one run per task inside
+    if suite:
+        suite.check(resume=True, overwrite=overwrite, reuse_finished=True)
     table = Table(title=f"{method} fine-tuning of {model}")
     for col in ["task", "steps", "accuracy before %", "accuracy after %", "best %", "seconds"]:
         table.add_column(col)
-    for name in names:
-        cfg = FinetuneConfig(model=model, task=name, method=method, steps=steps, batch_size=batch_size, lr=lr,
-                             lora_r=lora_r, seed=seed, out=str(out / name if task == "all" else out))
-        start = time.time()
-        r = finetune(cfg, resume=resume)
-        best = max((h["accuracy"] for h in r.history), default=r.accuracy_after)
-        table.add_row(name, str(steps), f"{100 * r.accuracy_before:.1f}", f"{100 * r.accuracy_after:.1f}",
-                      f"{100 * best:.1f}", f"{time.time() - start:.0f}")
+    with suite.writing(True, overwrite, reuse_finished=True) if suite else nullcontext():
+        for cfg in configs:
+            start = time.time()
+            r = finetune(cfg, resume=resume, overwrite=overwrite and not suite)
+            best = max((h["accuracy"] for h in r.history), default=r.accuracy_after)
+            table.add_row(cfg.task, str(steps), f"{100 * r.accuracy_before:.1f}", f"{100 * r.accuracy_after:.1f}",
+                          f"{100 * best:.1f}", f"{time.time() - start:.0f}")
     console.print(table)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import InterpError
+from .errors import InterpError, check_number
+from .interrupt import deferred_interrupt
 from .evaluate import accuracy
 from .tasks import make_examples
 from .tokenizer import number_token_id
@@ -65,6 +67,10 @@ class FinetuneConfig:
             raise InterpError(f"LoRA rank must be >= 1, got {low}")
         if self.steps < 1 or self.batch_size < 1:
             raise InterpError("steps and batch size must be >= 1")
+        for name in ("lr", "lr_critical"):
+            if getattr(self, name) is not None:
+                check_number(name.replace("_", "-"), getattr(self, name))
+        check_number("weight-decay", self.weight_decay, inclusive=True)
 
     def tasks(self) -> list[str]:
         """`task` names one task, or several separated by commas (trained one per step, in turn)."""
@@ -156,11 +162,18 @@ def answer_loss(model, inputs: torch.Tensor, targets: torch.Tensor, diffusion: b
     return F.cross_entropy(logits[:, pos], targets)
 
 
-def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True) -> FinetuneResult:
-    """Fine-tune `cfg.model` (or an already loaded model) on `cfg.task`; returns the tuned model."""
+def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True, overwrite: bool = False) -> FinetuneResult:
+    """Fine-tune `cfg.model` (or an already loaded model) on `cfg.task`; returns the tuned model. With `cfg.out`
+    the run is written there in place (interp/rundir.py): `resume` continues a stopped run or reuses a finished
+    one with the same options (more steps extend it); `overwrite` starts again over one of ours."""
     from .loading import load_model
+    from .rundir import RunDir
 
     cfg.validate()
+    out = Path(cfg.out) if cfg.out else None
+    run = RunDir(out, "finetune", atomic=False) if out else None
+    if run:
+        run.check(resume, overwrite, reuse_finished=resume)
     loaded = loaded or load_model(cfg.model, bridge=False)
     diffusion = loaded.is_diffusion
     tok = loaded.tokenizer
@@ -172,53 +185,72 @@ def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True) -> FinetuneR
     acc_before = accuracy(loaded.model, tok, test, diffusion)
     model = prepare_model(loaded.model, cfg)
     groups = param_groups(model, cfg)
-    params = [p for g in groups for p in g["params"]]
     opt = torch.optim.AdamW(groups, lr=cfg.learning_rate(), weight_decay=cfg.weight_decay)
-    out = Path(cfg.out) if cfg.out else None
-    start, history = 0, []
-    if out and resume and (out / "state.pt").exists():
-        saved = json.loads((out / "config.json").read_text())
-        mine = asdict(cfg)
-        identity = lambda c: {k: v for k, v in c.items() if k not in ("steps", "out")}  # a moved run still resumes
-        if identity(saved) != identity(mine):
-            raise InterpError(f"{out} holds a different fine-tuning run; pass another --out or --no-resume")
-        start = load_checkpoint(out / "state.pt", model, opt)
-        history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"finetune {cfg.method} {cfg.task}")
-    for step in bar:
-        model.train()
-        for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, step) * group["lr_scale"]
-        inputs, targets = data[step % len(data)]  # several tasks: one per step, in turn
-        idx = batch_indices(len(inputs), cfg.batch_size, cfg.seed, step // len(data))
-        loss = answer_loss(model, inputs[idx], targets[idx], diffusion)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        if cfg.method == "adalora":
-            model.base_model.update_and_allocate(step)  # AdaLoRA's rank budget, after the step, before zero_grad
-        opt.zero_grad(set_to_none=True)
-        done = step + 1
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            acc = accuracy(model, tok, test, diffusion)
-            history.append({"step": done, "loss": round(loss.item(), 5), "accuracy": acc})
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
-        if out and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            ckpt = out / "checkpoints" / f"step-{done}"
-            if ckpt.exists():
-                shutil.rmtree(ckpt)
-            model.save_pretrained(ckpt)
-            if cfg.method == "full":
-                tok.save_pretrained(ckpt)  # a full checkpoint is then a model directory any command loads
-            save_checkpoint(out / "state.pt", model, opt, done)
-            (out / "history.json").write_text(json.dumps(history, indent=2))
-    model.eval()
-    acc_after = history[-1]["accuracy"] if history else accuracy(model, tok, test, diffusion)
-    if out:
-        (out / "metrics.json").write_text(json.dumps(
-            {"task": cfg.task, "method": cfg.method, "accuracy_before": acc_before, "accuracy_after": acc_after,
-             "history": history}, indent=2))
+    with run.writing(resume, overwrite, reuse_finished=resume) if run else nullcontext():
+        history = _train(cfg, model, tok, opt, data, test, diffusion, out)
+        model.eval()
+        acc_after = history[-1]["accuracy"] if history else accuracy(model, tok, test, diffusion)
+        if out:
+            (out / "metrics.json").write_text(json.dumps(
+                {"task": cfg.task, "method": cfg.method, "accuracy_before": acc_before, "accuracy_after": acc_after,
+                 "history": history}, indent=2))
     return FinetuneResult(model, tok, history, acc_before, acc_after, out)
+
+
+def _resume_point(cfg: FinetuneConfig, model, opt, out: Path | None) -> tuple[int, list[dict]]:
+    """(first step, history so far): from `out/state.pt` when `out` holds a run of these options."""
+    if not out or not (out / "state.pt").exists():
+        return 0, []
+    saved = json.loads((out / "config.json").read_text())
+    identity = lambda c: {k: v for k, v in c.items() if k not in ("steps", "out")}  # a moved run still resumes
+    if identity(saved) != identity(asdict(cfg)):
+        raise InterpError(f"{out} holds a different fine-tuning run; pass another --out or --overwrite")
+    start = load_checkpoint(out / "state.pt", model, opt)
+    history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
+    return start, history
+
+
+def _train(cfg: FinetuneConfig, model, tok, opt, data, test, diffusion: bool, out: Path | None) -> list[dict]:
+    """The loop: from the resume point to `cfg.steps`, checkpoints every `checkpoint_every` steps, at the end
+    and on Ctrl-C (which then raises KeyboardInterrupt). Returns the evaluation history."""
+    start, history = _resume_point(cfg, model, opt, out)
+    if out:
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    params = [p for g in opt.param_groups for p in g["params"]]
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"finetune {cfg.method} {cfg.task}")
+    with deferred_interrupt() as interrupted:
+        for step in bar:
+            model.train()
+            for group in opt.param_groups:
+                group["lr"] = lr_at(cfg, step) * group["lr_scale"]
+            inputs, targets = data[step % len(data)]  # several tasks: one per step, in turn
+            idx = batch_indices(len(inputs), cfg.batch_size, cfg.seed, step // len(data))
+            loss = answer_loss(model, inputs[idx], targets[idx], diffusion)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            if cfg.method == "adalora":
+                model.base_model.update_and_allocate(step)  # AdaLoRA's rank budget, after the step, before zero_grad
+            opt.zero_grad(set_to_none=True)
+            done = step + 1
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                acc = accuracy(model, tok, test, diffusion)
+                history.append({"step": done, "loss": round(loss.item(), 5), "accuracy": acc})
+                bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
+            stop = interrupted()
+            if out and (stop or done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                _checkpoint(cfg, model, tok, opt, out, done, history)
+            if stop:
+                raise KeyboardInterrupt
+    return history
+
+
+def _checkpoint(cfg: FinetuneConfig, model, tok, opt, out: Path, done: int, history: list[dict]) -> None:
+    ckpt = out / "checkpoints" / f"step-{done}"
+    if ckpt.exists():
+        shutil.rmtree(ckpt)  # inside our own run directory
+    model.save_pretrained(ckpt)
+    if cfg.method == "full":
+        tok.save_pretrained(ckpt)  # a full checkpoint is then a model directory any command loads
+    save_checkpoint(out / "state.pt", model, opt, done)
+    (out / "history.json").write_text(json.dumps(history, indent=2))

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .architecture import ArchConfig, build_model
 from .checkpoint import load_checkpoint, save_checkpoint
+from .interrupt import deferred_interrupt
 from .corpus import packed_corpus_batch
 from .tokenizer import load_tokenizer
 
@@ -47,9 +48,8 @@ def lr_at(cfg: PretrainConfig, step: int) -> float:
 
 
 def pretrain(cfg: PretrainConfig, out: Path, resume: bool = True):
-    """Train from scratch (or resume from `out/checkpoint`); returns the trained HF model."""
-    from .diffusion import llada_loss
-
+    """Train from scratch (or resume from `out/checkpoint`); returns the trained HF model. Ctrl-C writes a
+    checkpoint and raises KeyboardInterrupt."""
     tok = load_tokenizer()
     model = build_model(cfg.arch, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
@@ -59,23 +59,33 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = True):
     model.train()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"pretrain {cfg.objective}")
     log = []
-    for step in bar:
-        x = corpus_batch(tok, cfg, step)
-        for grp in opt.param_groups:
-            grp["lr"] = lr_at(cfg, step)
-        if cfg.objective == "ar":
-            loss = model(input_ids=x, labels=x).loss
-        else:
-            g.manual_seed(cfg.seed * 1_000_003 + step)
-            loss = llada_loss(model, x, tok.mask_token_id, generator=g)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % 50 == 0:
-            log.append({"step": step, "loss": loss.item()})
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            save_checkpoint(ckpt, model, opt, step + 1)
+    with deferred_interrupt() as interrupted:
+        for step in bar:
+            _step(cfg, model, opt, tok, g, step, bar, log)
+            if interrupted() or (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                save_checkpoint(ckpt, model, opt, step + 1)
+            if interrupted():
+                raise KeyboardInterrupt
     model.eval()
     return model, log
+
+
+def _step(cfg: PretrainConfig, model, opt, tok, g: torch.Generator, step: int, bar, log: list) -> None:
+    """One optimiser step on corpus batch `step` (next-token or LLaDA loss); logs every 50 steps."""
+    from .diffusion import llada_loss
+
+    x = corpus_batch(tok, cfg, step)
+    for grp in opt.param_groups:
+        grp["lr"] = lr_at(cfg, step)
+    if cfg.objective == "ar":
+        loss = model(input_ids=x, labels=x).loss
+    else:
+        g.manual_seed(cfg.seed * 1_000_003 + step)
+        loss = llada_loss(model, x, tok.mask_token_id, generator=g)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    bar.set_postfix(loss=f"{loss.item():.3f}")
+    if step % 50 == 0:
+        log.append({"step": step, "loss": loss.item()})

@@ -8,7 +8,6 @@ Reruns on the same machine type give the same weights up to floating-point nonde
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,40 +53,37 @@ def read_report(name: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def train_zoo_model(name: str, out: Path | None = None, resume: bool = True, eval_n: int = 200) -> Path:
-    """Run the zoo recipe for `name`; write the model directory `out` (default: the shipped location)."""
+def train_zoo_model(name: str, out: Path | None = None, resume: bool = True, eval_n: int = 200,
+                    overwrite: bool = False) -> Path:
+    """Run the zoo recipe for `name`; write the model directory `out` (default: the shipped location, which
+    is a finished run of ours: replacing it needs `overwrite`)."""
     import torch
 
     from .evaluate import task_accuracy
     from .pretrain import pretrain
+    from .rundir import RunDir
     from .tasks import TASKS
     from .tokenizer import load_tokenizer
 
     entry = get_entry(name)
-    out = Path(out) if out else entry.path
-    work = out.with_name(out.name + ".partial")
-    work.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-    model, log = pretrain(entry.recipe, work, resume=resume)
-    tok = load_tokenizer()
-    diffusion = entry.kind == "diffusion"
-    acc = {t: task_accuracy(model, tok, t, "test", eval_n, diffusion=diffusion) for t in TASKS}
-    final = work / "final"
-    if final.exists():
-        shutil.rmtree(final)
-    model.save_pretrained(final)
-    tok.save_pretrained(final)
-    report = {
-        "name": name, "kind": entry.kind, "description": entry.description,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "accuracy": acc, "eval": {"split": "test", "n": eval_n, "seed": 0},
-        "train_seconds": round(time.time() - start, 1), "torch_threads": torch.get_num_threads(),
-        "loss_curve": log,
-    }
-    (final / "recipe.json").write_text(json.dumps(asdict(entry.recipe), indent=2))
-    (final / "report.json").write_text(json.dumps(report, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    final.rename(out)
-    shutil.rmtree(work)
-    return out
+    run = RunDir(Path(out) if out else entry.path, "zoo")
+    resume = run.check(resume, overwrite) == "resume"
+    with run.writing(resume, overwrite) as work:
+        start = time.time()
+        model, log = pretrain(entry.recipe, work, resume=resume)
+        tok = load_tokenizer()
+        diffusion = entry.kind == "diffusion"
+        acc = {t: task_accuracy(model, tok, t, "test", eval_n, diffusion=diffusion) for t in TASKS}
+        model.save_pretrained(work)
+        tok.save_pretrained(work)
+        report = {
+            "name": name, "kind": entry.kind, "description": entry.description,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "accuracy": acc, "eval": {"split": "test", "n": eval_n, "seed": 0},
+            "train_seconds": round(time.time() - start, 1), "torch_threads": torch.get_num_threads(),
+            "loss_curve": log,
+        }
+        (work / "recipe.json").write_text(json.dumps(asdict(entry.recipe), indent=2))
+        (work / "report.json").write_text(json.dumps(report, indent=2))
+        (work / "checkpoint").unlink(missing_ok=True)
+    return run.out

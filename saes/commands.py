@@ -54,6 +54,7 @@ def train_sae_cmd(
     device: str = typer.Option("cpu"),
     out: Optional[Path] = typer.Option(None, help="run directory (default runs/sae/<model>)"),
     resume: bool = typer.Option(False, help="continue an interrupted run from its last checkpoint"),
+    overwrite: bool = typer.Option(False, help="replace a finished run at --out (only a run interp made)"),
     mask_policy: str = typer.Option("mask", help="diffusion models: positions kept: mask, unmask, all or clean"),
     mask_ratio: tuple[float, float] = typer.Option((0.05, 0.5), help="diffusion models: mask ratio range MIN MAX"),
 ) -> None:
@@ -65,7 +66,7 @@ def train_sae_cmd(
                          k=_ints(k, "--k"), width=width, expansion=expansion, tokens=tokens, batch_size=batch_size,
                          lr=lr, seed=seed, device=device, out=str(out) if out else None, mask_policy=mask_policy,
                          mask_ratio=tuple(mask_ratio))
-    result = train_sae(cfg, resume=resume)
+    result = train_sae(cfg, resume=resume, overwrite=overwrite)
     console.print(metrics_table(result.metrics, f"{model}: {result.run_dir}"))
     console.print(f"{cfg.steps() * cfg.batch_size:,} activations per SAE in {result.seconds:.0f} s "
                   f"({result.tokens_per_second:,.0f} tokens/s, model forward included); metrics: {result.run_dir / 'metrics.json'}")

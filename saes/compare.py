@@ -16,12 +16,20 @@ from .config import SAETrainConfig, sae_name
 def compare_layers(models: tuple[str, ...] = ("pythia-mini", "mdlm-mini"), base: SAETrainConfig | None = None,
                    out: str | Path = "runs/compare-sae-layers", resume: bool = False) -> dict:
     """Train (or reuse finished) per-model runs under `out`; return and write {model: {layer: metrics}}."""
+    from interp.rundir import RunDir
+
+    base = base or SAETrainConfig()
+    run = RunDir(out, "compare-sae-layers", atomic=False)  # holds one train-sae run per model
+    run.check(resume=True, reuse_finished=True)
+    with run.writing(resume=True, reuse_finished=True) as out:
+        return _compare(models, base, out, resume)
+
+
+def _compare(models: tuple[str, ...], base: SAETrainConfig, out: Path, resume: bool) -> dict:
     from interp.loading import load_model
 
     from .train import train_sae
 
-    base = base or SAETrainConfig()
-    out = Path(out)
     table: dict[str, dict[int, dict]] = {}
     for model in models:
         n_layers = len(load_model(model).bridge.blocks)

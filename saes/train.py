@@ -1,12 +1,13 @@
 """`train_sae(config)`: harvest activations, train Top-K SAEs on them, evaluate, write the run directory.
 
-Run directory (written under `<out>.partial`, renamed to `<out>` when complete):
+Run directory (written under `<out>.partial`, renamed to `<out>` when complete; interp/rundir.py):
+    interp-run.json             the manifest that marks the directory as a run of ours
     config.json                 the full SAETrainConfig
     saes/<hook>-k<k>/           one sae-lens SAE each (cfg.json + sae_weights.safetensors, decoder norms
                                 and activation scaling folded in) plus features.json(l) (saes/feature_store.py)
     metrics.json                {sae name: metrics}, see saes/evaluate.py
     curves.json                 training curves: per logged step, each SAE's mse, aux, EV, L0, dead, lr
-`<out>.partial/checkpoint/` holds the last checkpoint; `resume=True` continues from it.
+`<out>.partial/checkpoint/` holds the last checkpoint (written on Ctrl-C too); `resume=True` continues from it.
 """
 
 from __future__ import annotations
@@ -36,16 +37,6 @@ class SAETrainResult:
     tokens_per_second: float  # training activations per second, per SAE (model forward included)
 
 
-def _prepare(cfg: SAETrainConfig, resume: bool) -> tuple[Path, Path]:
-    run = cfg.run_dir()
-    work = run.with_name(run.name + ".partial")
-    if (run / "metrics.json").exists():
-        raise InterpError(f"run directory {run} already holds a finished run; choose another --out or remove it")
-    if work.exists() and not resume:
-        raise InterpError(f"an interrupted run is at {work}; pass --resume to continue it, or remove it")
-    return run, work
-
-
 def _check_same_config(work: Path, cfg: SAETrainConfig) -> None:
     if not (work / "config.json").exists():
         return
@@ -55,18 +46,20 @@ def _check_same_config(work: Path, cfg: SAETrainConfig) -> None:
         raise InterpError(f"cannot resume {work}: its config differs in {', '.join(diff)}")
 
 
-def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = True) -> SAETrainResult:
-    """Train one Top-K SAE per (hook, k) from one activation stream; see the module docstring for outputs."""
+def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = True,
+              overwrite: bool = False) -> SAETrainResult:
+    """Train one Top-K SAE per (hook, k) from one activation stream; see the module docstring for outputs.
+    `resume` continues a stopped run of `cfg.out`; `overwrite` replaces a finished one (interp/rundir.py)."""
     from interp.activations import ActivationStream, StreamConfig
+    from interp.interrupt import deferred_interrupt
     from interp.loading import load_model
+    from interp.rundir import RunDir
 
-    from .evaluate import evaluate_saes
-    from .feature_store import write_features
-    from .features import feature_stats
-    from .trainer import load_checkpoint, make_states, save_checkpoint, train_step
+    from .trainer import load_checkpoint, make_states
 
     cfg.validate()
-    run, work = _prepare(cfg, resume)
+    run_dir = RunDir(cfg.run_dir(), "sae")
+    resume = run_dir.check(resume, overwrite) == "resume"  # before the model loads: refusals cost nothing
     loaded = load_model(cfg.model, device=cfg.device)
     if not cfg.hooks:
         cfg.hooks = [default_hook(len(loaded.bridge.blocks))]
@@ -80,13 +73,28 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
     if max(cfg.k) > cfg.d_sae(d_in):
         raise InterpError(f"k = {max(cfg.k)} is larger than the width {cfg.d_sae(d_in)}; k must be at most the width")
 
-    if resume:
-        _check_same_config(work, cfg)
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    states = make_states(cfg, cfg.hooks, d_in, cfg.model)
-    progress = load_checkpoint(work, states) if resume else None
-    progress = progress or {"step": 0, "batches_read": 0, "scales": None, "curves": [], "seconds": 0.0}
+    with run_dir.writing(resume, overwrite) as work:
+        if resume:
+            _check_same_config(work, cfg)
+        (work / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        states = make_states(cfg, cfg.hooks, d_in, cfg.model)
+        progress = load_checkpoint(work, states) if resume else None
+        progress = progress or {"step": 0, "batches_read": 0, "scales": None, "curves": [], "seconds": 0.0}
+        with deferred_interrupt() as interrupted:
+            train_seconds = _train(cfg, loaded, scfg, states, progress, work, d_in, show_progress, interrupted)
+        metrics, saes = _finish(cfg, loaded, states, progress, work, train_seconds)
+    tps = cfg.steps() * cfg.batch_size / train_seconds
+    return SAETrainResult(run_dir.out, {n: sae for n, (_, sae) in saes.items()}, metrics, train_seconds, tps)
+
+
+def _train(cfg, loaded, scfg, states, progress: dict, work: Path, d_in: int, show_progress: bool,
+           interrupted) -> float:
+    """The optimiser loop from `progress` to the last step; checkpoints every `checkpoint_every` steps and on
+    Ctrl-C (then raises KeyboardInterrupt). Returns the training seconds."""
+    from interp.activations import ActivationStream
+
+    from .trainer import save_checkpoint, train_step
+
     stream = ActivationStream(loaded.bridge, loaded.tokenizer, scfg, start_batch=progress["batches_read"])
     steps = cfg.steps()
     start = time.time() - progress["seconds"]
@@ -100,9 +108,7 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
             for s in states:  # start the decoder bias at the data mean (as sparsify does), not at zero
                 s.sae.b_dec.data.copy_(batch[:, s.hook_index].mean(0) * progress["scales"][s.hook_index])
         scales = torch.tensor(progress["scales"], device=batch.device)
-        log = {}
-        for s in states:
-            log[s.name] = train_step(s, batch[:, s.hook_index] * scales[s.hook_index], cfg.dead_tokens)
+        log = {s.name: train_step(s, batch[:, s.hook_index] * scales[s.hook_index], cfg.dead_tokens) for s in states}
         progress["step"] += 1
         progress["batches_read"] = stream.batches_read
         if progress["step"] % LOG_EVERY == 0 or progress["step"] == steps:
@@ -111,13 +117,24 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
         bar.set_postfix(ev=f"{first['explained_variance']:.3f}", l0=f"{first['l0']:.0f}",
                         dead=f"{first['dead_fraction']:.3f}")
         bar.update()
-        if progress["step"] % cfg.checkpoint_every == 0 and progress["step"] < steps:
+        stop = interrupted()
+        if stop or (progress["step"] % cfg.checkpoint_every == 0 and progress["step"] < steps):
             progress["seconds"] = time.time() - start
             save_checkpoint(work, states, progress)
+        if stop:
+            bar.close()
+            raise KeyboardInterrupt
     bar.close()
-    train_seconds = time.time() - start
-    progress["seconds"] = train_seconds
+    progress["seconds"] = time.time() - start
     save_checkpoint(work, states, progress)  # evaluation below can be redone from here
+    return progress["seconds"]
+
+
+def _finish(cfg, loaded, states, progress: dict, work: Path, train_seconds: float) -> tuple[dict, dict]:
+    """Fold the scaling into each SAE, save it, evaluate it, write feature statistics, metrics and curves."""
+    from .evaluate import evaluate_saes
+    from .feature_store import write_features
+    from .features import feature_stats
 
     saes = {}
     for s in states:
@@ -129,7 +146,7 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
                             cfg.mask_ratio, cfg.mask_policy)
     for s in states:
         hook, sae = saes[s.name]
-        metrics[s.name].update(tokens=steps * cfg.batch_size, train_seconds=round(train_seconds, 1),
+        metrics[s.name].update(tokens=cfg.steps() * cfg.batch_size, train_seconds=round(train_seconds, 1),
                                dead_fraction_training=float((s.since_fired >= cfg.dead_tokens).float().mean()))
         stats = feature_stats(loaded, hook, sae, cfg.dataset, cfg.context_size, cfg.feature_tokens, cfg.seed,
                               cfg.model_batch)
@@ -137,11 +154,7 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
     (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (work / "curves.json").write_text(json.dumps(progress["curves"]))
     shutil.rmtree(work / "checkpoint")
-    if run.exists():
-        shutil.rmtree(run)
-    work.rename(run)
-    tps = steps * cfg.batch_size / train_seconds
-    return SAETrainResult(run, {n: sae for n, (_, sae) in saes.items()}, metrics, train_seconds, tps)
+    return metrics, saes
 
 
 def load_sae(path: Path, device: str = "cpu"):

@@ -18,6 +18,8 @@ from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from sae_lens.training.optim import get_lr_scheduler
 
+from interp.checkpoint import safe_load
+
 from .config import SAETrainConfig, sae_name
 from .topk_step import topk_train_step
 
@@ -109,6 +111,5 @@ def load_checkpoint(work: Path, states: list[SAEState]) -> dict | None:
             return None
     for s in states:
         s.sae.load_weights_from_checkpoint(ckpt / s.name)
-        s.load_state_dict(torch.load(ckpt / s.name / "trainer_state.pt", weights_only=False,
-                                     map_location=s.sae.W_dec.device))
+        s.load_state_dict(safe_load(ckpt / s.name / "trainer_state.pt", map_location=s.sae.W_dec.device))
     return json.loads((ckpt / "progress.json").read_text())

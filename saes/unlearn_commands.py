@@ -48,13 +48,14 @@ def unlearn_cmd(
     relearn_draws: int = typer.Option(1, help="independent draws of the 10 relearning examples, averaged"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/unlearn/run"), help="the run directory"),
+    overwrite: bool = typer.Option(False, help="start again over an unlearn run interp made at --out"),
 ) -> None:
     """Select features, build subspaces, unlearn; evaluate every method clean and under attack; one table."""
     if ctx.invoked_subcommand is not None:
         return
     from .unlearning import table, unlearn
 
-    report = unlearn(_config(ctx.params))
+    report = unlearn(_config(ctx.params), overwrite=overwrite)
     print(table(report))  # plain Markdown, never wrapped
     console.print(f"written: {out} (model/, selection.json, bases.safetensors, report.json, report.md)")
 

@@ -141,6 +141,22 @@ def frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: str | P
              show_progress: bool = True, rmu_weights: tuple[float, ...] = ()) -> dict:
     """Train and evaluate SSPU and RMU at every retain weight, and RMU alone at `rmu_weights`, for seeds
     0..seeds-1 (module docstring)."""
+    from interp.rundir import RunDir
+
+    base.validate()
+    if seeds < 1:
+        raise InterpError("the frontier needs at least one seed")
+    if not weights or any(w < 0 for w in [*weights, *rmu_weights]):
+        raise InterpError("--retain-weights needs one or more weights, and every weight must be >= 0")
+    run = RunDir(out, "unlearn-frontier", atomic=False)
+    run.check(resume=True, reuse_finished=True)  # more weights or seeds extend a finished frontier
+    config = _config_json(base, run.out)
+    with run.writing(resume=True, reuse_finished=True) as out:
+        return _frontier(base, weights, seeds, out, config, show_progress, rmu_weights)
+
+
+def _frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: Path, config: str, show_progress: bool,
+              rmu_weights: tuple[float, ...]) -> dict:
     from tqdm.auto import tqdm
 
     from interp.corpus import packed_corpus_batch
@@ -148,13 +164,6 @@ def frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: str | P
     from .unlearn_eval import evaluate
     from .unlearning import prepare
 
-    base.validate()
-    if seeds < 1:
-        raise InterpError("the frontier needs at least one seed")
-    if not weights or any(w < 0 for w in [*weights, *rmu_weights]):
-        raise InterpError("--retain-weights needs one or more weights, and every weight must be >= 0")
-    out = Path(out)
-    config = _config_json(base, out)
     wanted = [(m, w) for w in weights for m in METHODS] + [("rmu", w) for w in rmu_weights if w not in weights]
     todo = [(m, w, s) for s in range(seeds) for m, w in wanted if not _row_path(out, m, w, s).exists()]
     bar = tqdm(total=len(todo), desc="frontier", unit="point", disable=not show_progress)
@@ -162,7 +171,7 @@ def frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: str | P
         cfg = replace(base, seed=seed)
         s = prepare(cfg)  # nothing in it depends on the retain weight
         corpus = packed_corpus_batch(s.tok, 16, 64, "unlearn-eval")
-        (out / "rows").mkdir(parents=True, exist_ok=True)  # only once a setup loads: bad input leaves nothing
+        (out / "rows").mkdir(parents=True, exist_ok=True)
         _write(out / "config.json", config)
         for method, w, _ in [t for t in todo if t[2] == seed]:
             bar.set_postfix(method=method, retain_weight=w, seed=seed)

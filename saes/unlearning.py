@@ -5,8 +5,8 @@ both (default: pythia-mini fine-tuned on the five task families, made once with 
 cached under runs/unlearn/). SAEs on the candidate layers' residual streams come from `--sae RUN` or are
 trained once with `train_sae` and cached.
 
-Run directory (written as `<out>.partial`, renamed when complete):
-    config.json  selection.json (layer, layer scores, forget and irrelevant features with top contexts)
+Run directory (written as `<out>.partial`, renamed when complete; interp/rundir.py):
+    interp-run.json  config.json  selection.json (layer, layer scores, forget and irrelevant features with top contexts)
     bases.safetensors (relevant, irrelevant, u)  model/ (the SSPU model, save_pretrained)  report.json  report.md
     trained/<method>.safetensors (the trained parameters)  rows/<method>.json (its metrics)
 A stopped run resumes from `<out>.partial` when rerun with the same options.
@@ -15,13 +15,12 @@ A stopped run resumes from `<out>.partial` when rerun with the same options.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from interp.errors import InterpError
+from interp.errors import InterpError, check_number
 
 RETAIN = "add_sub,sequence,lcm,function"
 TUNED = Path("runs/unlearn/pythia-mini-tasks")
@@ -72,7 +71,7 @@ class UnlearnConfig:
             rates = [float(x) for x in self.relearn_lrs.split(",") if x.strip()]
         except ValueError:
             raise InterpError(f"--relearn-lrs takes comma-separated numbers, got {self.relearn_lrs!r}") from None
-        if not rates or min(rates) <= 0:
+        if not rates or not all(0 < r < float("inf") for r in rates):  # false for nan too
             raise InterpError("--relearn-lrs needs at least one rate, every rate > 0")
         return rates
 
@@ -102,8 +101,12 @@ class UnlearnConfig:
             raise InterpError(f"--forget-text must be prompts or prompts+words, got {self.forget_text!r}")
         if self.forget_text == "prompts+words" and forget != ["mul_div"]:
             raise InterpError("--forget-text prompts+words needs --forget mul_div, the family the corpus words")
-        if self.steps < 1 or self.lr <= 0:
-            raise InterpError("--steps and --lr must be positive")
+        if self.steps < 1:
+            raise InterpError(f"--steps must be >= 1, got {self.steps}")
+        check_number("--lr", self.lr)
+        check_number("--steering-coef", self.steering_coef)
+        for name in ("retain_weight", "reg_weight", "clamp"):  # 0 switches a term off (the reg 0 ablation)
+            check_number(f"--{name.replace('_', '-')}", getattr(self, name), inclusive=True)
         if self.n_eval < 1:
             raise InterpError("--n-eval must be >= 1")
         if self.relearn_draws < 1:
@@ -130,15 +133,19 @@ def sae_run(cfg: UnlearnConfig, model: str) -> Path:
     from .train import train_sae
 
     if cfg.sae:
-        run = Path(cfg.sae)
-        if not (run / "config.json").exists():
-            raise InterpError(f"{run} is not an SAE run directory (no config.json)")
-        return run
+        return check_sae_run(Path(cfg.sae))
     run = Path(model).parent.parent / "sae" if Path(model).parent.name == "checkpoints" else Path("runs/unlearn/sae")
     if not (run / "metrics.json").exists():
         train_sae(SAETrainConfig(model=model, hooks=[f"blocks.{l}.hook_resid_post" for l in SAE_LAYERS], k=[32],
                                  tokens=500_000, feature_tokens=32_768, eval_tokens=16_384, out=str(run)),
                   resume=(run.with_name(run.name + ".partial")).exists())
+    return run
+
+
+def check_sae_run(run: Path) -> Path:
+    """`run` if it is a train-sae run directory (config.json and saes/); one clear line otherwise."""
+    if not (run / "config.json").is_file() or not (run / "saes").is_dir():
+        raise InterpError(f"--sae {run} is not a train-sae run directory (it needs config.json and saes/)")
     return run
 
 
@@ -212,18 +219,6 @@ ADDED_AS = {"forget_text": "prompts", "control_draws": 1}
 def same_options(saved: dict, cfg: UnlearnConfig) -> bool:
     """Whether a saved config is `cfg`; an option added since it was saved counts as what it was when added."""
     return asdict(UnlearnConfig()) | ADDED_AS | saved == asdict(cfg)
-
-
-def _open_work(cfg: UnlearnConfig, out: Path) -> Path:
-    """`<out>.partial`, resumed when it holds a stopped run of this very configuration."""
-    work = out.with_name(out.name + ".partial")
-    saved = work / "config.json"
-    if work.exists() and not saved.exists():
-        shutil.rmtree(work)  # stopped before anything worth keeping
-    elif saved.exists() and not same_options(json.loads(saved.read_text()), cfg):
-        raise InterpError(f"{work} holds a stopped run with other options; rerun with those, remove it, or choose "
-                          f"another --out")
-    return work
 
 
 def _trained(method: str, base, work: Path, names: list[str], train, bar):
@@ -306,10 +301,35 @@ def prepare(cfg: UnlearnConfig) -> Setup:
     return Setup(model_name, base, loaded.tokenizer, data, sel, sae, sae_dir, relevant, irrelevant, names, coef, u)
 
 
-def unlearn(cfg: UnlearnConfig | None = None, show_progress: bool = True) -> dict:
-    """The whole method (module docstring). A stopped run resumes from its `.partial` directory: methods
-    already trained and rows already evaluated are read back, not redone."""
+def unlearn(cfg: UnlearnConfig | None = None, show_progress: bool = True, overwrite: bool = False) -> dict:
+    """The whole method (module docstring). A finished run of the same options at `cfg.out` is read back; a
+    stopped one resumes from its `.partial` directory: methods already trained and rows already evaluated are
+    read back, not redone. `overwrite` starts again over a run of ours."""
+    from interp.rundir import RunDir
+
     cfg = cfg or UnlearnConfig()
+    cfg.validate()
+    if cfg.sae:
+        check_sae_run(Path(cfg.sae))  # before the default model's fine-tune, which takes minutes
+    run = RunDir(cfg.out, "unlearn")
+    state = run.check(resume=True, overwrite=overwrite, reuse_finished=True)
+    if state == "finished":
+        report = json.loads((run.out / "report.json").read_text())
+        if not same_options(report["config"], cfg):
+            raise InterpError(f"{run.out} holds a finished run with other options; choose another --out or pass "
+                              f"--overwrite")
+        return report
+    saved = run.work / "config.json"
+    if state == "resume" and saved.exists() and not same_options(json.loads(saved.read_text()), cfg):
+        raise InterpError(f"{run.work} holds a stopped run with other options; rerun with those, choose another "
+                          f"--out, or pass --overwrite")
+    s = prepare(cfg)
+    with run.writing(resume=True, overwrite=overwrite) as work:
+        return _unlearn(cfg, s, work, show_progress)
+
+
+def _unlearn(cfg: UnlearnConfig, s: "Setup", work: Path, show_progress: bool) -> dict:
+    """Stage 3 and the evaluation, written into `work`; returns the report."""
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
@@ -319,21 +339,9 @@ def unlearn(cfg: UnlearnConfig | None = None, show_progress: bool = True) -> dic
     from .feature_store import FeatureStore
     from .unlearn_eval import chance, evaluate
 
-    cfg.validate()
-    out = Path(cfg.out)
-    if (out / "report.json").exists():
-        report = json.loads((out / "report.json").read_text())
-        if not same_options(report["config"], cfg):
-            raise InterpError(f"{out} holds a finished run with other options; choose another --out")
-        return report
-    if out.exists():
-        raise InterpError(f"{out} exists and is not a finished unlearn run; choose another --out")
-    work = _open_work(cfg, out)
-    s = prepare(cfg)
     base, tok, sel, sae = s.base, s.tok, s.sel, s.sae
     forget, retain = cfg.forget_tasks()[0], cfg.retain_tasks()
 
-    work.mkdir(parents=True, exist_ok=True)
     _write(work / "selection.json", json.dumps(_selection_json(sel, s.sae_dir), indent=1))
     bases = {"relevant": s.relevant, "irrelevant": s.irrelevant, "u": s.u["sspu"]}
     save_file({k: v.contiguous() for k, v in bases.items()}, str(work / "bases.safetensors"))
@@ -365,7 +373,6 @@ def unlearn(cfg: UnlearnConfig | None = None, show_progress: bool = True) -> dic
     tok.save_pretrained(work / "model")
     _write(work / "report.json", json.dumps(report, indent=1))
     _write(work / "report.md", table(report))
-    work.rename(out)
     return report
 
 
@@ -393,12 +400,21 @@ def experiment(base: UnlearnConfig, seeds: int, out: str | Path) -> dict:
     """`unlearn` for seeds 0..seeds-1 (each its own run directory under `out`, so a stopped experiment
     resumes); mean +- std per method and metric, and SSPU - RMU per metric."""
     from dataclasses import replace
-    from statistics import mean, pstdev
+
+    from interp.rundir import RunDir
 
     if seeds < 1:
         raise InterpError("the experiment needs at least one seed")
-    out = Path(out)
-    reports = [unlearn(replace(base, seed=s, out=str(out / f"s{s}"))) for s in range(seeds)]
+    run = RunDir(out, "unlearn-experiment", atomic=False)
+    run.check(resume=True, reuse_finished=True)
+    with run.writing(resume=True, reuse_finished=True) as out:
+        reports = [unlearn(replace(base, seed=s, out=str(out / f"s{s}"))) for s in range(seeds)]
+        return _experiment_table(base, seeds, out, reports)
+
+
+def _experiment_table(base: UnlearnConfig, seeds: int, out: Path, reports: list[dict]) -> dict:
+    from statistics import mean, pstdev
+
     methods = list(reports[0]["rows"])
     value = lambda r, m, k: r["rows"][m].get(k) if k != "retain_mean" else r["rows"][m]["retain_mean"]
     summary = {m: {k: [value(r, m, k) for r in reports] for k in COLUMNS} for m in methods}

@@ -94,7 +94,7 @@ def test_resume_continues_from_checkpoint(tmp_path, monkeypatch):
     result = train_sae(cfg, resume=True, show_progress=False)
     assert calls["n"] == 4  # steps 7..10 only, never from zero
     assert json.loads((result.run_dir / "curves.json").read_text())[-1]["step"] == 10
-    with pytest.raises(InterpError, match="already holds a finished run"):
+    with pytest.raises(InterpError, match="holds a finished sae run; pass --overwrite"):
         train_sae(cfg, show_progress=False)
 
 

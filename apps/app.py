@@ -9,6 +9,7 @@ Every event has an api_name, so gradio_client (and notebooks) can call each view
 from __future__ import annotations
 
 import functools
+import inspect
 from pathlib import Path
 
 import gradio as gr
@@ -16,21 +17,36 @@ import gradio as gr
 from interp.errors import InterpError
 
 from .circuits_view import CircuitInspector
-from .features import FeatureBrowser
-from .html import CSS
+from .features import MAX_CHARS, MAX_NEW_TOKENS, FeatureBrowser
+from .html import CSS, esc
 from .runs import RunsDir
 
 TABLE_HEADERS = ["latent", "density %", "max act", "mean act", "dead"]
+TEXT_INFO = f"at most {MAX_CHARS} characters, and at most the model's context length in tokens"
+
+
+def _error(e: InterpError) -> gr.Error:
+    # the popup renders HTML, and the message can quote what the caller sent
+    return gr.Error(esc(e), print_exception=False)
 
 
 def _shown(fn):
     """Bad input reaches the page as one error line, not a traceback."""
+    if inspect.isgeneratorfunction(fn):  # stays a generator, so gradio streams it and can stop it
+        @functools.wraps(fn)
+        def stream(*args):
+            try:
+                yield from fn(*args)
+            except InterpError as e:
+                raise _error(e) from None
+        return stream
+
     @functools.wraps(fn)
     def run(*args):
         try:
             return fn(*args)
         except InterpError as e:
-            raise gr.Error(str(e)) from None
+            raise _error(e) from None
     return run
 
 
@@ -80,20 +96,22 @@ def build_app(root: str | Path = "runs") -> gr.Blocks:
                         logits = gr.HTML(elem_id="feature-logits")
                         near = gr.HTML(elem_id="feature-neighbours")
             with gr.Accordion("test text: this feature's activation per token", open=True):
-                text = gr.Textbox("12 plus 7 is 19", label="text")
+                text = gr.Textbox("12 plus 7 is 19", label="text", info=TEXT_INFO, max_length=MAX_CHARS)
                 test_btn = gr.Button("test")
                 test_out = gr.HTML(elem_id="test-text")
             with gr.Accordion("search: the features most active on a text", open=False):
-                query = gr.Textbox("the product of 6 and 7 is 42", label="text")
+                query = gr.Textbox("the product of 6 and 7 is 42", label="text", info=TEXT_INFO,
+                                   max_length=MAX_CHARS)
                 search_btn = gr.Button("search")
                 search_out = gr.HTML()
             with gr.Accordion("steering", open=False):
-                prompt = gr.Textbox("12 plus 7 is", label="prompt")
+                prompt = gr.Textbox("12 plus 7 is", label="prompt", info=TEXT_INFO, max_length=MAX_CHARS)
                 with gr.Row():
                     strength = gr.Slider(-32, 32, 8, step=0.5, label="strength (autoregressive: x decoder direction)")
                     amp = gr.Slider(-8, 8, 2, step=0.1, label="amp (diffusion: x position's max activation)")
                     where = gr.Radio(["all", "active"], value="all", label="diffusion: positions")
-                    n_tokens = gr.Number(12, precision=0, label="tokens")
+                    n_tokens = gr.Number(12, precision=0, label=f"tokens (1 to {MAX_NEW_TOKENS})",
+                                         info="prompt plus tokens: at most the model's context length")
                 steer_btn = gr.Button("steer")
                 steer_out = gr.HTML()
         with gr.Tab("Circuits"):

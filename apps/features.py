@@ -16,6 +16,25 @@ from saes.feature_store import FeatureStore
 from . import html
 from .runs import RunsDir
 
+# A caller can send any text and any count: these bound the work one request asks for (the attention of a
+# long text grows with its square; each generated token is a forward pass).
+MAX_CHARS = 2000  # text inputs; their tokens are capped too, by the model's context length
+MAX_NEW_TOKENS = 64  # steering's generated tokens
+
+
+def _text(text, what: str = "text") -> str:
+    if not isinstance(text, str):
+        raise InterpError(f"the {what} must be a string")
+    if len(text) > MAX_CHARS:
+        raise InterpError(f"the {what} is {len(text)} characters; the app takes at most {MAX_CHARS}")
+    return text
+
+
+def _new_tokens(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or not 1 <= n <= MAX_NEW_TOKENS:
+        raise InterpError(f"tokens must be 1 to {MAX_NEW_TOKENS} in the app, got {n}")
+    return int(n)
+
 
 class FeatureBrowser:
     def __init__(self, runs: RunsDir):
@@ -89,7 +108,7 @@ class FeatureBrowser:
     def test_text(self, rel: str, latent, text: str) -> str:
         from saes.steering import text_activations
 
-        latent = self._check(rel, latent)
+        latent, text = self._check(rel, latent), _text(text)
         model, sae, hook = self._loaded(rel)
         tokens, acts = text_activations(model, hook, sae, text)
         a = acts[:, latent].tolist()
@@ -100,6 +119,7 @@ class FeatureBrowser:
     def search(self, rel: str, text: str, n: int = 5) -> str:
         from saes.steering import text_activations
 
+        text = _text(text)
         model, sae, hook = self._loaded(rel)
         tokens, acts = text_activations(model, hook, sae, text)
         per_token = [list(zip(*(v.tolist() for v in reversed(row.topk(n))))) for row in acts]
@@ -107,16 +127,21 @@ class FeatureBrowser:
         return html.search_html(tokens, per_token, list(zip(best.indices.tolist(), best.values.tolist())))
 
     def steer(self, rel: str, latent, prompt: str, strength: float, amp: float, positions: str,
-              n_tokens: int = 12) -> str:
-        from saes.steering import SteerConfig, steer
+              n_tokens: int = 12):
+        """Yields the page after every model call, generations growing: gradio stops asking, and closes this
+        generator, when the client cancels or goes away, so the work stops with it."""
+        from contextlib import closing
 
-        latent = self._check(rel, latent)
+        from saes.steering import SteerConfig, steer_steps
+
+        latent, prompt, n_tokens = self._check(rel, latent), _text(prompt, "prompt"), _new_tokens(n_tokens)
         model, sae, hook = self._loaded(rel)
-        cfg = SteerConfig(latent, strength=strength, amp=amp, positions=positions, n_tokens=int(n_tokens))
-        result = steer(model, hook, sae, prompt, cfg)
+        cfg = SteerConfig(latent, strength=strength, amp=amp, positions=positions, n_tokens=n_tokens)
         how = (f"amp {amp} x the position's max activation, {positions} positions, every denoising step"
                if model.is_diffusion else f"+{strength} x decoder direction at {hook}")
-        return html.steer_html(result, latent, how)
+        with closing(steer_steps(model, hook, sae, prompt, cfg)) as steps:
+            for result in steps:
+                yield html.steer_html(result, latent, how)
 
     def selection(self, rel: str) -> str:
         """An unlearning run's forget and irrelevant features, with their scores and top contexts."""

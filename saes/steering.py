@@ -5,10 +5,16 @@ decode greedily. Diffusion (DLM-Scope's diffusion-time steering, METHODS.md §2)
 remasking sampler, encode the hook's activation, add `amp x` that position's largest SAE activation to the
 feature, decode, and add back the SAE's reconstruction error; on all positions or only where the feature is
 most active.
+
+`steer_steps` does the same one model call at a time, so a caller (the app) can show the generations as they
+grow and stop when its client goes away.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+from contextlib import closing
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -21,10 +27,27 @@ def _flat(act: torch.Tensor) -> torch.Tensor:
     return act.flatten(2)  # attention hooks are [batch, pos, head, d_head]; SAEs read them flattened
 
 
+def n_ctx(loaded) -> int:
+    """The model's context length: the most tokens it reads at once."""
+    n = getattr(getattr(loaded.bridge, "cfg", None), "n_ctx", None)
+    return int(n or loaded.model.config.max_position_embeddings)
+
+
+def tokenize(loaded, text: str, what: str = "text", generate: int = 0) -> torch.Tensor:
+    """`text`'s input ids, [1, n]; refused when they, plus `generate` tokens to come, overrun the context."""
+    ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"]
+    limit, n = n_ctx(loaded), ids.shape[1]
+    if n + generate > limit:
+        more = f" and {generate} more were asked for" if generate else ""
+        raise InterpError(f"the {what} is {n} tokens{more}; "
+                          f"the model reads at most {limit} tokens (its context length)")
+    return ids
+
+
 @torch.no_grad()
 def text_activations(loaded, hook: str, sae, text: str) -> tuple[list[str], torch.Tensor]:
     """The text's tokens and the SAE's latent activations at each, [n_tokens, d_sae]."""
-    ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"]
+    ids = tokenize(loaded, text)
     if ids.shape[1] == 0:
         raise InterpError("the text has no tokens")
     _, cache = loaded.bridge.run_with_cache(ids, names_filter=[hook])
@@ -66,36 +89,101 @@ def _diffusion_hook(sae, latent: int, amp: float, positions: str):
     return steer
 
 
-@torch.no_grad()
-def _greedy(bridge, ids: torch.Tensor, n_tokens: int, hooks: list) -> torch.Tensor:
+def _greedy(bridge, ids: torch.Tensor, n_tokens: int, hooks: list):
+    """Greedy decoding; yields the ids after each new token."""
     for _ in range(n_tokens):
         logits = bridge.run_with_hooks(ids, fwd_hooks=hooks)
         ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-    return ids
+        yield ids
 
 
-@torch.no_grad()
-def steer(loaded, hook: str, sae, prompt: str, cfg: SteerConfig) -> dict:
-    """Default and steered continuations of `prompt` (greedy; the diffusion model fills `n_tokens` masks)."""
+class _Stopped(Exception):
+    """The caller of `_paced` stopped asking for steps."""
+
+
+def _paced(work):
+    """Run `work(pause)` in a thread that waits at each `pause(x)` until the caller asks for the next item.
+
+    The diffusion sampler has no step hook; pausing it in its model call lets the caller stop it between two
+    model calls: closing this generator ends the thread at its next pause. Yields each paused `x`, returns what
+    `work` returns, and raises what it raises."""
+    go, back = queue.SimpleQueue(), queue.SimpleQueue()
+
+    def pause(x):
+        back.put(("step", x))
+        if not go.get():
+            raise _Stopped
+
+    def body():
+        try:
+            with torch.no_grad():  # grad mode is per thread
+                back.put(("done", work(pause)))
+        except _Stopped:
+            pass
+        except BaseException as e:  # re-raised in the caller's thread
+            back.put(("error", e))
+
+    threading.Thread(target=body, name="interp-steer", daemon=True).start()
+    try:
+        while True:
+            kind, value = back.get()
+            if kind == "error":
+                raise value
+            if kind == "done":
+                return value
+            yield value
+            go.put(True)
+    finally:
+        go.put(False)  # a thread paused in `pause` stops; one that has finished never reads it
+
+
+def _denoise(loaded, ids: torch.Tensor, cfg: "SteerConfig", hooks: list):
+    """The remasking sampler; yields the sequence before each denoising step, then the result."""
     from interp.diffusion import sample
 
+    def work(pause):
+        def model(input_ids):
+            pause(input_ids)
+            return SimpleNamespace(logits=loaded.bridge.run_with_hooks(input_ids, fwd_hooks=hooks))
+        return sample(model, ids, loaded.tokenizer.mask_token_id, gen_length=cfg.n_tokens,
+                      steps=cfg.steps or cfg.n_tokens)
+    yield (yield from _paced(work))
+
+
+def _check_config(sae, cfg: SteerConfig) -> None:
     if not 0 <= cfg.latent < sae.cfg.d_sae:
         raise InterpError(f"latent {cfg.latent} is out of range; this SAE has latents 0..{sae.cfg.d_sae - 1}")
     if cfg.positions not in ("all", "active"):
         raise InterpError(f"positions must be 'all' or 'active', got {cfg.positions!r}")
     if cfg.n_tokens < 1:
         raise InterpError("n_tokens must be >= 1")
-    tok, bridge = loaded.tokenizer, loaded.bridge
-    ids = tok(prompt, return_tensors="pt")["input_ids"]
+
+
+@torch.no_grad()
+def steer_steps(loaded, hook: str, sae, prompt: str, cfg: SteerConfig):
+    """`steer`, one model call at a time: yields the result so far after each call (the default generation
+    first, then the steered one); a caller that closes the generator stops the work there."""
+    _check_config(sae, cfg)
+    ids = tokenize(loaded, prompt, "prompt", cfg.n_tokens)
     if loaded.is_diffusion:
         hooks = [(hook, _diffusion_hook(sae, cfg.latent, cfg.amp, cfg.positions))]
-
-        def run(fwd_hooks):
-            model = lambda input_ids: SimpleNamespace(logits=bridge.run_with_hooks(input_ids, fwd_hooks=fwd_hooks))
-            return sample(model, ids, tok.mask_token_id, gen_length=cfg.n_tokens, steps=cfg.steps or cfg.n_tokens)
+        run = lambda fwd_hooks: _denoise(loaded, ids, cfg, fwd_hooks)
     else:
+        if ids.shape[1] == 0:
+            raise InterpError("the prompt has no tokens")
         hooks = [(hook, _ar_hook(sae, cfg.latent, cfg.strength))]
-        run = lambda fwd_hooks: _greedy(bridge, ids, cfg.n_tokens, fwd_hooks)
-    text = lambda out: tok.decode(out[0, ids.shape[1]:].tolist())
-    return {"prompt": prompt, "default": text(run([])), "steered": text(run(hooks)),
-            "mode": "diffusion" if loaded.is_diffusion else "autoregressive"}
+        run = lambda fwd_hooks: _greedy(loaded.bridge, ids, cfg.n_tokens, fwd_hooks)
+    result = {"prompt": prompt, "default": "", "steered": "",
+              "mode": "diffusion" if loaded.is_diffusion else "autoregressive"}
+    for key, fwd_hooks in (("default", []), ("steered", hooks)):
+        with closing(run(fwd_hooks)) as outs:  # closing this generator closes the run (and its thread) now
+            for out in outs:
+                result = dict(result, **{key: loaded.tokenizer.decode(out[0, ids.shape[1]:].tolist())})
+                yield result
+
+
+def steer(loaded, hook: str, sae, prompt: str, cfg: SteerConfig) -> dict:
+    """Default and steered continuations of `prompt` (greedy; the diffusion model fills `n_tokens` masks)."""
+    for result in steer_steps(loaded, hook, sae, prompt, cfg):
+        pass
+    return result

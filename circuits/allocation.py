@@ -52,12 +52,15 @@ def critical_layers(change: dict[int, float], n_layers: int, rule: str = "topk:1
 
 
 def adapted_modules(model, target_modules: list[str]) -> dict[str, int]:
-    """Module name -> block index for every linear module LoRA would adapt (suffix in `target_modules`)."""
+    """Module name -> block index for every linear module LoRA would adapt (PEFT's rule: the name is a target
+    or ends with `.target`)."""
     import torch
+    from transformers.pytorch_utils import Conv1D  # GPT-2's linear layers
 
     found = {}
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in target_modules:
+        if isinstance(module, (torch.nn.Linear, Conv1D)) and any(name == t or name.endswith("." + t)
+                                                                   for t in target_modules):
             m = LAYER.search(name)
             if m:
                 found[name] = int(m.group(1))
@@ -129,7 +132,7 @@ def layer_sizes(model, target_modules: list[str]) -> dict[int, int]:
     modules = dict(model.named_modules())
     sizes: dict[int, int] = {}
     for n, l in adapted_modules(model, target_modules).items():
-        sizes[l] = sizes.get(l, 0) + modules[n].in_features + modules[n].out_features
+        sizes[l] = sizes.get(l, 0) + sum(modules[n].weight.shape)
     return sizes
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from interp.errors import InterpError, check_number
+from interp.finetune import target_modules
 from interp.rundir import RunDir
 
 from .allocation import Allocation, allocate, check_ranks, layer_sizes, lora_parameters, match_params
@@ -136,7 +137,8 @@ def _circuit_lora_run(cfg: CircuitLoRAConfig, alloc: Allocation):
 
     ft = _finetune_config(cfg, method="lora", lora_r=alloc.r_other, rank_pattern=alloc.ranks, alpha_pattern=alloc.alphas,
                           lr_critical=cfg.lr_critical, critical_modules=alloc.critical_modules)
-    check_ranks(get_peft_model(load_model(cfg.model, bridge=False).model, peft_config(ft)), alloc.ranks)
+    model = load_model(cfg.model, bridge=False).model
+    check_ranks(get_peft_model(model, peft_config(ft, model)), alloc.ranks)
     return ft
 
 
@@ -173,7 +175,7 @@ def _circuit_lora(cfg: CircuitLoRAConfig, model, out: Path) -> CircuitLoRAResult
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     before = _circuit(out / "circuits" / "before.json", cfg, None)
     after = _circuit(out / "circuits" / "after.json", cfg, _probe(cfg, out))
-    targets = _finetune_config(cfg).target_modules
+    targets = target_modules(_finetune_config(cfg), model)
     alloc = _allocate(cfg, before, after, model, targets)
     (out / "allocation.json").write_text(json.dumps(alloc.to_dict(), indent=1))
     sizes = layer_sizes(model, targets)
@@ -216,7 +218,7 @@ def _compositional(cfg: CircuitLoRAConfig, model, out: Path) -> dict:
              for t in ("compositional", "add_sub", "mul_div") for when, ckpt in (("before", None), ("after", probe))}
     unions = {when: union(found["add_sub", when], found["mul_div", when],
                           n_edges=int(found["compositional", when].in_graph.sum())) for when in ("before", "after")}
-    targets = _finetune_config(cfg).target_modules
+    targets = target_modules(_finetune_config(cfg), model)
     allocs = {"direct": _allocate(cfg, found["compositional", "before"], found["compositional", "after"], model, targets),
               "union": _allocate(cfg, unions["before"], unions["after"], model, targets)}
     sizes = layer_sizes(model, targets)

@@ -60,9 +60,10 @@ class Graph:
     @classmethod
     def from_model(cls, model) -> "Graph":
         """The graph of an HF model (or a loaded one: anything with `.config` or `.model.config`)."""
+        from interp.families import heads, n_layers, parallel_residual
+
         cfg = getattr(model, "config", None) or model.model.config
-        parallel = bool(getattr(cfg, "use_parallel_residual", False) or cfg.model_type in ("gptj", "phi"))
-        return cls(cfg.num_hidden_layers, cfg.num_attention_heads, parallel)
+        return cls(n_layers(cfg), heads(cfg)[0], parallel_residual(cfg))
 
     def edges_by_layer(self, by: str = "source") -> dict[int, int]:
         """Number of edges per layer, counted by the source or the target node's layer."""

@@ -28,8 +28,6 @@ from .evaluate import accuracy
 from .tasks import make_examples
 from .tokenizer import number_token_id
 
-GPT_NEOX_LINEARS = ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]
-
 
 @dataclass
 class FinetuneConfig:
@@ -42,7 +40,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     lora_r: int = 8
     lora_alpha: int | None = None  # default 2r
-    target_modules: list[str] = field(default_factory=lambda: list(GPT_NEOX_LINEARS))
+    target_modules: list[str] = field(default_factory=list)  # empty: every projection of the family (families.py)
     # per-module ranks and alphas (PEFT patterns: module name -> value); CircuitLoRA fills these
     rank_pattern: dict[str, int] = field(default_factory=dict)
     alpha_pattern: dict[str, int] = field(default_factory=dict)
@@ -90,16 +88,24 @@ class FinetuneResult:
     out: Path | None = None
 
 
-def peft_config(cfg: FinetuneConfig):
+def target_modules(cfg: FinetuneConfig, model) -> list[str]:
+    """The modules LoRA adapts: the config's, or every attention and MLP projection of the model's family."""
+    from .families import peft_targets
+
+    return list(cfg.target_modules) or peft_targets(model)
+
+
+def peft_config(cfg: FinetuneConfig, model):
     """LoRA (with any rank/alpha patterns) or AdaLoRA, whose final budget is rank `lora_r` (starting at 1.5x)."""
     from peft import AdaLoraConfig, LoraConfig
 
+    targets = target_modules(cfg, model)
     alpha = cfg.lora_alpha or 2 * cfg.lora_r
     if cfg.method == "adalora":
         return AdaLoraConfig(init_r=max(cfg.lora_r + 1, round(1.5 * cfg.lora_r)), target_r=cfg.lora_r, lora_alpha=alpha,
-                             target_modules=cfg.target_modules, lora_dropout=0.0, total_step=cfg.steps,
+                             target_modules=targets, lora_dropout=0.0, total_step=cfg.steps,
                              tinit=cfg.steps // 10, tfinal=cfg.steps // 5, deltaT=max(1, cfg.steps // 40))
-    return LoraConfig(r=cfg.lora_r, lora_alpha=alpha, target_modules=cfg.target_modules, lora_dropout=0.0,
+    return LoraConfig(r=cfg.lora_r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0,
                       bias="none", rank_pattern=dict(cfg.rank_pattern), alpha_pattern=dict(cfg.alpha_pattern))
 
 
@@ -112,7 +118,7 @@ def prepare_model(model, cfg: FinetuneConfig):
         return model
     from peft import get_peft_model
 
-    return get_peft_model(model, peft_config(cfg))
+    return get_peft_model(model, peft_config(cfg, model))
 
 
 def param_groups(model, cfg: FinetuneConfig) -> list[dict]:

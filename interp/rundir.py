@@ -92,7 +92,7 @@ class RunDir:
         """The manifest of `path` if it is ours; None if it is absent or an empty directory; refused otherwise."""
         if not path.exists() and not path.is_symlink():
             return None
-        if not path.is_dir() or path.is_symlink():
+        if not path.is_dir():  # a dangling link counts as a file
             raise InterpError(f"{what} {path} exists and is not a directory; choose another --out")
         m = read_manifest(path)
         if m is None:

@@ -31,7 +31,7 @@ def unlearn_cmd(
     reg_weight: float = typer.Option(10.0, help="weight of the update's component outside the relevant subspace"),
     target: str = typer.Option("control", help="SSPU's forget push: control (toward c x u), erase (the "
                                                "relevant-subspace component toward 0) or control+erase"),
-    params: str = typer.Option("dense_4h_to_h", help="module suffixes trained in layers l-2..l"),
+    params: str = typer.Option("mlp_out", help="module suffixes trained in layers l-2..l (mlp_out: the MLP output projection)"),
     push_at: str = typer.Option("distinct", help="forget positions pushed: distinct (prefix in no retain prompt) "
                                                   "or all"),
     push_weight: str = typer.Option("known", help="forget prompts' push (SSPU and RMU): known (each prompt's by "

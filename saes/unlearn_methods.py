@@ -61,7 +61,9 @@ def distinct_positions(forget: torch.Tensor, retain: list[torch.Tensor]) -> torc
 
 
 def block(model, layer: int):
-    return model.gpt_neox.layers[layer]
+    from interp.families import layer_list
+
+    return layer_list(model)[layer]
 
 
 @contextmanager
@@ -111,10 +113,21 @@ def edit_output(model, layer: int, fn):
 
 
 def param_names(model, layers: list[int], params: str) -> list[str]:
-    """`params`: comma-separated module suffixes inside the chosen blocks (default: the MLP output projection)."""
-    suffixes = [s.strip() for s in params.split(",")]
-    return [n for n, _ in model.named_parameters()
-            if any(n.startswith(f"gpt_neox.layers.{l}.") for l in layers) and any(f".{s}." in n for s in suffixes)]
+    """`params`: comma-separated module suffixes inside the chosen blocks; `mlp_out` names the family's MLP
+    output projection (the default)."""
+    from interp.families import block_prefix, family_of
+
+    names = []
+    for n, _ in model.named_parameters():
+        prefix = next((p for p in (block_prefix(model, l) for l in layers) if n.startswith(p)), None)
+        if prefix is None:
+            continue
+        module = n[len(prefix):].rsplit(".", 1)[0]
+        wanted = [s.strip() for s in params.split(",")]
+        if ("mlp_out" in wanted and module == family_of(model.config).mlp_out_path
+                or any(f".{s}." in f".{module}." for s in wanted if s != "mlp_out")):
+            names.append(n)
+    return names
 
 
 def control_vector(d: int, seed: int, basis: torch.Tensor | None, draws: int = 1, score=None) -> torch.Tensor:

@@ -41,7 +41,7 @@ class UnlearnConfig:
     retain_weight: float = 120.0
     reg_weight: float = 10.0  # the subspace penalty; its proximal step shrinks the outside part by 1 + lr x this
     target: str = "control"  # SSPU's forget push: "control" (toward c*u), "erase" (relevant part to 0), "control+erase"
-    params: str = "dense_4h_to_h"  # module suffixes in layers l-2..l
+    params: str = "mlp_out"  # module suffixes in layers l-2..l; mlp_out: the family's MLP output projection
     push_at: str = "distinct"  # forget positions pushed: "distinct" (prefix in no retain prompt) or "all"
     push_weight: str = "known"  # each forget prompt's push by p(answer) + 0.1 (SSPU and RMU); or "uniform"
     forget_text: str = "prompts+words"  # also unlearn on two of the corpus's word forms (mul_div only); or "prompts"

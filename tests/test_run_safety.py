@@ -79,6 +79,9 @@ def test_out_that_is_someone_elses_directory_is_refused_and_kept(tmp_path):
         one_error_line(r, "not made by interp", str(victim))
         assert sorted(p.name for p in victim.iterdir()) == ["thesis.tex"]
         assert (victim / "thesis.tex").read_text() == "x"
+    r = interp(tmp_path, "circuit-lora", "--no-resume", "--model", "no-such-model", "--out", str(victim))
+    one_error_line(r)
+    assert sorted(p.name for p in victim.iterdir()) == ["thesis.tex"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["victim"]  # no .partial, no lock left behind
 
 

@@ -17,7 +17,7 @@ SAE = "blocks.2.hook_resid_post-k8"
 def runs_dir(tmp_path_factory):
     from circuits.allocation import allocate
     from circuits.discovery import DiscoverConfig, discover, write_circuit
-    from interp.finetune import FinetuneConfig
+    from interp.finetune import FinetuneConfig, target_modules
     from interp.loading import load_model
     from saes import SAETrainConfig, train_sae
     from saes.feature_store import FeatureStore, write_features
@@ -46,7 +46,7 @@ def runs_dir(tmp_path_factory):
         found[method] = discover(cfg).circuit
         write_circuit(found[method], root / "circuits" / f"add_sub-{method}")
     model = load_model("pythia-mini", bridge=False).model
-    alloc = allocate(found["eap-ig"], found["eap"], model, FinetuneConfig().target_modules, 4, 16)
+    alloc = allocate(found["eap-ig"], found["eap"], model, target_modules(FinetuneConfig(), model), 4, 16)
     (root / "circuit-lora").mkdir()
     (root / "circuit-lora" / "allocation.json").write_text(json.dumps(alloc.to_dict()))
 

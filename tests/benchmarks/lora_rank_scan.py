@@ -17,6 +17,7 @@ from statistics import mean, pstdev
 
 from circuits.allocation import layer_sizes, lora_parameters
 from circuits.circuit_lora import CircuitLoRAConfig, _finetune_config, _train
+from interp.finetune import target_modules
 from interp.loading import load_model
 from interp.tasks import TASKS
 
@@ -35,7 +36,7 @@ def main() -> None:
     tasks = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
     ranks = [int(r) for r in args.ranks.split(",")]
     model = load_model("pythia-mini", bridge=False).model
-    targets = _finetune_config(CircuitLoRAConfig()).target_modules
+    targets = target_modules(_finetune_config(CircuitLoRAConfig()), model)
     sizes, total = layer_sizes(model, targets), sum(p.numel() for p in model.parameters())
     acc: dict[int, dict[str, list[float]]] = {r: {t: [] for t in tasks} for r in ranks}
     share = {}

@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from circuits.circuit_lora import CircuitLoRAConfig, _allocate, _finetune_config, circuit_lora, summarize
+from interp.finetune import target_modules
+from interp.rundir import RunDir
 from circuits.circuit import Circuit
 from interp.loading import load_model
 from interp.tasks import TASKS
@@ -56,12 +58,12 @@ def run_variant(name: str, overrides: dict, base: Path, out: Path, tasks: list[s
     for seed in range(seeds):
         for task in tasks:
             src, dst = base / task / f"s{seed}", root / task / f"s{seed}"
-            dst.mkdir(parents=True, exist_ok=True)
-            for d in shared:
-                link(src / d, dst / d)
+            with RunDir(dst, "circuit-lora", atomic=False).writing(resume=True, reuse_finished=True):
+                for d in shared:  # the run directory is ours before the links go in
+                    link(src / d, dst / d)
             cfg = replace(CircuitLoRAConfig(), **overrides, task=task, seed=seed, out=str(dst), methods=methods)
             default = json.loads((src / "allocation.json").read_text())
-            targets = _finetune_config(cfg).target_modules
+            targets = target_modules(_finetune_config(cfg), model)
             alloc = _allocate(cfg, Circuit.load(src / "circuits" / "before.json"),
                               Circuit.load(src / "circuits" / "after.json"), model, targets)
             same = (alloc.critical == default["critical_layers"] and cfg.lr_critical is None

@@ -9,7 +9,9 @@ from circuits.allocation import (allocate, check_ranks, critical_layers, layer_s
 from circuits.circuit import Circuit
 from circuits.graph import Graph
 from interp.errors import InterpError
-from interp.finetune import GPT_NEOX_LINEARS, FinetuneConfig, peft_config
+from interp.finetune import FinetuneConfig, peft_config
+
+GPT_NEOX_LINEARS = ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]
 
 G = Graph(4, 4, True)
 
@@ -53,7 +55,7 @@ def test_allocation_reaches_every_module_with_its_rank(ar):
                                                                "mlp.dense_h_to_4h", "mlp.dense_4h_to_h")}
     assert all(alloc.alphas[n] == 2 * r for n, r in alloc.ranks.items())
     cfg = FinetuneConfig(method="lora", lora_r=2, rank_pattern=alloc.ranks, alpha_pattern=alloc.alphas)
-    peft = get_peft_model(load_model("pythia-mini", bridge=False).model, peft_config(cfg))
+    peft = get_peft_model(load_model("pythia-mini", bridge=False).model, peft_config(cfg, ar.model))
     check_ranks(peft, alloc.ranks)
     sizes = layer_sizes(ar.model, GPT_NEOX_LINEARS)
     trainable = sum(p.numel() for p in peft.parameters() if p.requires_grad)

@@ -91,8 +91,10 @@ class ActivationStream:
 
     def __init__(self, bridge, tokenizer, cfg: StreamConfig, start_batch: int = 0):
         from .datasets import token_batches
+        from .loading import check_context
 
         check_masking(cfg.mask_policy, cfg.mask_ratio)
+        check_context(bridge, cfg.context_size)
         self.bridge, self.tokenizer, self.cfg = bridge, tokenizer, cfg
         self.hooks = check_hooks(bridge, cfg.hooks)
         self.stop = stop_layer(self.hooks)

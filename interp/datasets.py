@@ -7,6 +7,7 @@ of (source, seed, i), so a resumed run picks up at the batch where it stopped.
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 from typing import Iterator
@@ -31,19 +32,61 @@ def token_batches(dataset: str, tokenizer, batch_size: int, context_size: int, s
                 i += 1
 
         return corpus()
-    path = Path(dataset).expanduser()
-    if path.exists() or path.suffix in (".txt", ".jsonl", ".json"):
-        return _file_batches(path, tokenizer, batch_size, context_size, seed, start)
+    if is_local_file(dataset):
+        return _file_batches(Path(dataset).expanduser(), tokenizer, batch_size, context_size, seed, start)
     return _hub_batches(dataset, tokenizer, batch_size, context_size, start)
+
+
+SNIFF_BYTES = 1 << 20
+FILE_FORMATS = "one text per line (.txt) or one JSON object with a 'text' field per line (.jsonl)"
+
+
+def is_local_file(dataset: str) -> bool:
+    """The rule `token_batches` uses: an existing path, or a name with a text-file suffix."""
+    path = Path(dataset).expanduser()
+    return dataset != "corpus" and (path.exists() or path.suffix in (".txt", ".jsonl", ".json"))
+
+
+def _check_text(path: Path, data: bytes, complete: bool) -> None:
+    if complete and not data.strip():
+        raise InterpError(f"dataset file {path} is empty; it needs {FILE_FORMATS}")
+    try:  # final=False: a character cut at the end of a sniffed prefix is not an error
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=complete)
+    except UnicodeDecodeError:
+        raise InterpError(f"dataset file {path} is not UTF-8 text (binary?); it needs {FILE_FORMATS}") from None
+    if b"\x00" in data:
+        raise InterpError(f"dataset file {path} is binary (holds NUL bytes); it needs {FILE_FORMATS}")
+
+
+def check_dataset(dataset: str) -> None:
+    """Refuse a local dataset file that is missing, empty or binary before any model loads; only the first
+    MiB is read here, `read_texts` checks the whole file."""
+    if not is_local_file(dataset):
+        return
+    path = Path(dataset).expanduser()
+    if not path.is_file():
+        raise InterpError(f"dataset file {path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(SNIFF_BYTES)
+    _check_text(path, head, complete=len(head) < SNIFF_BYTES)
 
 
 def read_texts(path: Path) -> list[str]:
     """Lines of a text file, or the `text` field of each line of a JSONL file."""
     if not path.is_file():
         raise InterpError(f"dataset file {path} does not exist")
+    data = path.read_bytes()
+    _check_text(path, data, complete=True)
+    texts = _parse_texts(path, data.decode("utf-8"))
+    if not texts:
+        raise InterpError(f"dataset file {path} holds no text; it needs {FILE_FORMATS}")
+    return texts
+
+
+def _parse_texts(path: Path, content: str) -> list[str]:
     if path.suffix in (".jsonl", ".json"):
         texts = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(content.splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -51,7 +94,7 @@ def read_texts(path: Path) -> list[str]:
             except (json.JSONDecodeError, KeyError, TypeError):
                 raise InterpError(f"{path} line {n}: expected a JSON object with a 'text' field") from None
         return texts
-    return [line for line in path.read_text().splitlines() if line.strip()]
+    return [line for line in content.splitlines() if line.strip()]
 
 
 def _pack(texts: list[str], tokenizer, context_size: int) -> torch.Tensor:

@@ -84,8 +84,7 @@ def load_model(name_or_path: str, bridge: bool = True, hooks_for_edges: bool = F
     `hooks_for_edges` turns on the bridge's attention-result, split-qkv-input and mlp-in hooks that
     edge attribution needs (`blocks.{l}.attn.hook_result`, `blocks.{l}.hook_q_input`, ...).
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     from transformers.utils import logging as hf_logging
 
@@ -109,15 +108,66 @@ def load_model(name_or_path: str, bridge: bool = True, hooks_for_edges: bool = F
     if kind is None:
         bidirectional = getattr(config, "is_causal", True) is False or config.model_type in DIFFUSION_TYPES
         kind = "diffusion" if bidirectional else "ar"
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code, dtype=torch.float32)
-    except ValueError:
-        model = AutoModelForMaskedLM.from_pretrained(source, trust_remote_code=trust_remote_code, dtype=torch.float32)
+    model = _load_weights(source, trust_remote_code)
     model.to(device).eval()
     loaded = LoadedModel(name_or_path, kind, model, tokenizer, path=source)
     if bridge:
         loaded.bridge = make_bridge(loaded, hooks_for_edges, trust_remote_code, device)
     return loaded
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def _load_weights(source: str, trust_remote_code: bool):
+    """The HF model at `source`, with one line for missing or corrupt weights instead of a loader traceback."""
+    import torch
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    if Path(source).is_dir() and not any((Path(source) / f).exists() for f in WEIGHT_FILES):
+        raise InterpError(f"{source} holds no weights; a model directory needs model.safetensors or pytorch_model.bin")
+    try:
+        try:
+            return AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code, dtype=torch.float32)
+        except ValueError:  # no causal-LM head for this config: a masked LM
+            return AutoModelForMaskedLM.from_pretrained(source, trust_remote_code=trust_remote_code, dtype=torch.float32)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise InterpError(f"cannot load the weights in {source}, corrupt or incomplete ({first}); "
+                          "copy or retrain the model directory") from None
+
+
+CONTEXT_KEYS = ("n_ctx", "max_position_embeddings", "n_positions")
+
+
+def _context_limit(model) -> tuple[str, int] | None:
+    """(config key, value) of the longest sequence `model` (a LoadedModel, a bridge or an HF model) has
+    positions for; None when its HF config names no limit."""
+    if isinstance(model, LoadedModel):
+        model = model.model
+    config = getattr(getattr(model, "original_model", model), "config", None)  # a bridge wraps the HF model
+    for key in CONTEXT_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return key, value
+    return None
+
+
+def max_context(model) -> int | None:
+    """The longest sequence the model has positions for (n_ctx / max_position_embeddings), or None."""
+    limit = _context_limit(model)
+    return limit[1] if limit else None
+
+
+def check_context(model, context_size: int) -> None:
+    """Refuse sequences longer than the model's positions: learned positions fail or exhaust memory, rotary
+    ones run silently on positions the model never saw (wrong CE)."""
+    limit = _context_limit(model)
+    if limit is not None and context_size > limit[1]:
+        key, value = limit
+        raise InterpError(f"context size {context_size} is above the model's limit of {value} tokens "
+                          f"({key} in its config); use a context size of at most {value}")
 
 
 def make_bridge(loaded: LoadedModel, hooks_for_edges: bool = False, trust_remote_code: bool = False, device: str = "cpu"):

@@ -141,6 +141,60 @@ TASKS: dict[str, Task] = {
 }
 
 
+# Every clean prompt each sampler can draw, for counting what a split holds. They mirror the samplers'
+# formats; tests/test_input_bounds.py checks that sampled prompts all appear here.
+def _add_sub_prompts():
+    for a in range(100):
+        for b in range(a + 1):
+            for op in "+-":
+                yield f"{CALC} {a} {op} {b} ="
+
+
+def _mul_div_prompts():
+    for b in range(2, 32):
+        for a in range(2, MAX_NUMBER // b + 1):
+            yield f"{CALC} {a} * {b} ="
+            yield f"{CALC} {a * b} / {b} ="
+
+
+def _sequence_prompts():
+    fmt = lambda ts: f"{SEQ} " + ", ".join(map(str, ts)) + ","
+    for start in range(100):
+        for step in range(1, 31):
+            yield fmt([start + i * step for i in range(4)])
+    for ratio in (2, 3):
+        for start in range(1, MAX_NUMBER // ratio**4 + 1):
+            yield fmt([start * ratio**i for i in range(4)])
+
+
+def _lcm_prompts():
+    for a, b in LCM_PAIRS:
+        head = f"Find the least common multiple. LCM ( {a}, {b} ) = {math.lcm(a, b)}, LCM ( "
+        yield from (f"{head}{c}, {d} ) =" for c, d in LCM_PAIRS if (c, d) != (a, b))
+
+
+def _function_prompts():
+    for a in range(1, 21):
+        for b in range(100):
+            ys = ", ".join(str(a * x + b) for x in (1, 2, 3))
+            yield f"Compute the value of the function. y = {a} * x + {b}. Given x = 1, 2, 3, 4, y = {ys},"
+
+
+def _compositional_prompts():
+    for a in range(100):
+        for b in range(a + 1):
+            for op in "+-":
+                s = a + b if op == "+" else a - b
+                divs = [c for c in range(2, 10) if s % c == 0 and s > 0]
+                muls = range(2, max(2, min(9, MAX_NUMBER // max(s, 1))) + 1)
+                yield from (f"{CALC} ( {a} {op} {b} ) / {c} =" for c in divs)
+                yield from (f"{CALC} ( {a} {op} {b} ) * {c} =" for c in muls)
+
+
+PROMPTS = {"add_sub": _add_sub_prompts, "mul_div": _mul_div_prompts, "sequence": _sequence_prompts,
+           "lcm": _lcm_prompts, "function": _function_prompts, "compositional": _compositional_prompts}
+
+
 def get_task(name: str) -> Task:
     if name not in TASKS:
         raise InterpError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
@@ -153,6 +207,18 @@ def split_of(clean: str) -> str:
     return "train" if bucket < 8 else ("circuit" if bucket == 8 else "test")
 
 
+def split_count(task: str, split: str, stop_at: int | None = None) -> int:
+    """How many distinct examples `split` of `task` holds, or `stop_at` once that many are found (counting
+    all of lcm's 2M prompts takes seconds; a few thousand take milliseconds)."""
+    count = 0
+    for clean in PROMPTS[task]():
+        if split_of(clean) == split:
+            count += 1
+            if count == stop_at:
+                break
+    return count
+
+
 def make_examples(task: str, split: str = "train", n: int = 256, seed: int = 0, at_most: bool = False) -> list[Example]:
     """`n` distinct examples of `task` from `split`, deterministic in (task, split, n, seed).
     With `at_most`, a split with fewer distinct examples returns all it has instead of failing."""
@@ -161,13 +227,18 @@ def make_examples(task: str, split: str = "train", n: int = 256, seed: int = 0, 
         raise InterpError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     if n < 1:
         raise InterpError(f"n must be >= 1, got {n}")
+    held = split_count(task, split, stop_at=n)  # sampling for more than the split holds would never end
+    if held < n and not at_most:
+        raise InterpError(f"task {task!r} split {split!r} holds {held} distinct examples; n must be at most {held} "
+                          f"(got {n})")
+    want = min(n, held)  # the draw budget stays 200 n: at_most runs draw what they drew before
     rng = random.Random(f"{task}/{split}/{seed}")
     seen: dict[str, Example] = {}
     for _ in range(200 * n + 10_000):
         ex = spec.sample(rng)
         if ex.clean not in seen and split_of(ex.clean) == split:
             seen[ex.clean] = ex
-            if len(seen) == n:
+            if len(seen) == want:
                 return list(seen.values())
     if at_most and seen:
         return list(seen.values())

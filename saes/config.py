@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from interp.activations import check_masking
-from interp.errors import InterpError
+from interp.datasets import check_dataset
+from interp.errors import InterpError, check_number
 
 
 @dataclass
@@ -55,9 +56,13 @@ class SAETrainConfig:
         for name in ("tokens", "batch_size", "context_size", "model_batch", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise InterpError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        if self.lr <= 0:
-            raise InterpError(f"lr must be positive (got {self.lr})")
+        check_number("lr", self.lr)
+        check_number("aux-coefficient", self.aux_coefficient, inclusive=True)
+        for name in ("warmup_fraction", "decay_start"):
+            if not 0 <= getattr(self, name) <= 1:  # also false for nan
+                raise InterpError(f"{name.replace('_', '-')} must be between 0 and 1 (got {getattr(self, name)})")
         check_masking(self.mask_policy, self.mask_ratio)
+        check_dataset(self.dataset)  # a missing, empty or binary file fails before the model loads
         return self
 
     def steps(self) -> int:

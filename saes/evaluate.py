@@ -72,7 +72,9 @@ def evaluate_saes(loaded, saes: dict, dataset: str = "corpus", context_size: int
                   mask_policy: str = "mask") -> dict[str, dict]:
     """Metrics for each SAE in `saes` ({name: (hook, sae)}) on `n_tokens` held-out tokens."""
     from interp.datasets import token_batches
+    from interp.loading import check_context
 
+    check_context(loaded, context_size)
     bridge = loaded.bridge
     diffusion = loaded.is_diffusion
     n_batches = max(1, math.ceil(n_tokens / (context_size * model_batch)))

@@ -26,7 +26,9 @@ def feature_stats(loaded, hook: str, sae, dataset: str = "corpus", context_size:
                   n_logits: int = 8, n_bins: int = 16) -> dict:
     """Statistics for every latent of `sae` on `n_tokens` corpus tokens (clean inputs, all positions)."""
     from interp.datasets import token_batches
+    from interp.loading import check_context
 
+    check_context(loaded, context_size)
     tok = loaded.tokenizer
     vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
     n_batches = max(1, math.ceil(n_tokens / (context_size * model_batch)))

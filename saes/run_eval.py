@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from interp.errors import InterpError
@@ -24,6 +25,22 @@ def sae_dirs(path: Path) -> dict[str, Path]:
     return found
 
 
+def check_labels(name: str, sae, run_hooks: list[str]) -> None:
+    """Refuse an SAE whose cfg.json disagrees with its directory name `<hook>-k<k>` or with the run's hooks:
+    it would be evaluated at one hook and its metrics filed under another."""
+    hook = sae.cfg.metadata.hook_name
+    named = re.fullmatch(r"(.+)-k(\d+)", name)
+    if named and named.group(1) != hook:
+        raise InterpError(f"SAE {name}: cfg.json says hook_name {hook!r} but the directory name says "
+                          f"{named.group(1)!r}; they must match (restore cfg.json or rename the directory)")
+    if named and int(named.group(2)) != sae.cfg.k:
+        raise InterpError(f"SAE {name}: cfg.json says k {sae.cfg.k} but the directory name says {named.group(2)}; "
+                          "they must match")
+    if run_hooks and hook not in run_hooks:
+        raise InterpError(f"SAE {name}: cfg.json says hook_name {hook!r} but the run's config.json trained "
+                          f"{', '.join(run_hooks)}; they must match")
+
+
 def evaluate_run(path: str | Path, model: str | None = None, n_tokens: int | None = None) -> dict[str, dict]:
     """Metrics for every SAE under `path`, on the model it was trained on (or `model`)."""
     from interp.loading import load_model
@@ -31,10 +48,14 @@ def evaluate_run(path: str | Path, model: str | None = None, n_tokens: int | Non
     from .evaluate import evaluate_saes
     from .train import load_sae
 
+    if n_tokens is not None and n_tokens < 1:  # 0 fell back to the default, -5 ran one batch: both rewrote metrics
+        raise InterpError(f"--tokens must be at least 1 (got {n_tokens})")
     path = Path(path)
     saes = {name: load_sae(d) for name, d in sae_dirs(path).items()}
     run_cfg = path / "config.json"
     cfg = SAETrainConfig.from_dict(json.loads(run_cfg.read_text())) if run_cfg.exists() else SAETrainConfig()
+    for name, sae in saes.items():
+        check_labels(name, sae, cfg.hooks if run_cfg.exists() else [])
     first = next(iter(saes.values()))
     model = model or first.cfg.metadata.model_name or cfg.model
     loaded = load_model(model)

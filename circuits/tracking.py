@@ -69,19 +69,25 @@ def track(cfg: TrackConfig, show_progress: bool = True, overwrite: bool = False)
         raise InterpError("--splits must be 0 (skip robustness) or >= 2")
     dcfg = replace(cfg.discover, model=cfg.model, task=cfg.task)
     dcfg.validate()
+    _finetune_config(cfg, Path(cfg.out)).validate()
     run = RunDir(cfg.out, "track", atomic=False)
     run.check(resume=True, overwrite=overwrite, reuse_finished=True)
     with run.writing(resume=True, overwrite=overwrite, reuse_finished=True) as out:
         return _track(cfg, dcfg, out, show_progress)
 
 
-def _track(cfg: TrackConfig, dcfg, out: Path, show_progress: bool) -> dict:
-    from interp.finetune import FinetuneConfig, finetune
+def _finetune_config(cfg: TrackConfig, out: Path):
+    from interp.finetune import FinetuneConfig
 
-    ft = FinetuneConfig(model=cfg.model, task=cfg.task, method=cfg.method, steps=cfg.steps, lr=cfg.lr,
-                        lora_r=cfg.lora_r, checkpoint_every=cfg.checkpoint_every, eval_every=cfg.checkpoint_every,
-                        seed=cfg.seed, out=str(out / "finetune"))
-    finetune(ft)
+    return FinetuneConfig(model=cfg.model, task=cfg.task, method=cfg.method, steps=cfg.steps, lr=cfg.lr,
+                          lora_r=cfg.lora_r, checkpoint_every=cfg.checkpoint_every, eval_every=cfg.checkpoint_every,
+                          seed=cfg.seed, out=str(out / "finetune"))
+
+
+def _track(cfg: TrackConfig, dcfg, out: Path, show_progress: bool) -> dict:
+    from interp.finetune import finetune
+
+    finetune(_finetune_config(cfg, out))
     rows, circuits = [], []
     for step, ckpt in tqdm(checkpoints(out / "finetune"), desc="circuits at checkpoints", disable=not show_progress):
         path = out / "circuits" / f"step-{step}" / "circuit.json"

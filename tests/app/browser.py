@@ -1,7 +1,7 @@
 """Drive the app in headless Debian Chromium with Playwright (no browser download): open the feature page and
 the circuit view, check what a person would see, save screenshots. Also a script for README's pictures:
 
-    python tests/apps/browser.py runs/ docs/
+    python tests/app/browser.py runs/ docs/
 """
 
 from __future__ import annotations

@@ -16,8 +16,6 @@ from interp.errors import InterpError
 from .circuit import Circuit
 from .comparison import layer_change
 
-LAYER = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
-
 
 def critical_layers(change: dict[int, float], n_layers: int, rule: str = "topk:1") -> list[int]:
     """`topk:N` (the N layers with the largest change), `mean+std` (change above mean + one std), or
@@ -53,15 +51,19 @@ def critical_layers(change: dict[int, float], n_layers: int, rule: str = "topk:1
 
 def adapted_modules(model, target_modules: list[str]) -> dict[str, int]:
     """Module name -> block index for every linear module LoRA would adapt (PEFT's rule: the name is a target
-    or ends with `.target`)."""
+    or ends with `.target`) inside the family's blocks (so not, say, a vision tower's layers)."""
     import torch
     from transformers.pytorch_utils import Conv1D  # GPT-2's linear layers
 
+    from interp.families import family_of
+
+    root = model.get_base_model() if hasattr(model, "get_base_model") else model
+    block = re.compile(rf"(?:^|\.){re.escape(family_of(root.config).blocks)}\.(\d+)\.")  # also under a PEFT prefix
     found = {}
     for name, module in model.named_modules():
         if isinstance(module, (torch.nn.Linear, Conv1D)) and any(name == t or name.endswith("." + t)
                                                                    for t in target_modules):
-            m = LAYER.search(name)
+            m = block.search(name)
             if m:
                 found[name] = int(m.group(1))
     if not found:

@@ -67,11 +67,11 @@ def frozen(model):
             p.requires_grad_(flag)
 
 
-def metric_value(metric: str, logits: torch.Tensor, clean_logits: torch.Tensor, labels, alt) -> torch.Tensor:
-    """Summed over the batch, at the answer (last) position."""
+def metric_value(metric: str, logits: torch.Tensor, clean_logits: torch.Tensor, batch: TaskBatch, alt) -> torch.Tensor:
+    """Summed over the batch and the answer's positions (circuits/data.py)."""
     if metric == "kl":
-        return kl(logits[:, -1], clean_logits[:, -1]).sum()
-    return logit_diff(logits[:, -1], labels, alt).sum()
+        return kl(batch.answer(logits), batch.answer(clean_logits)).sum()
+    return logit_diff(batch.answer(logits), batch.labels, alt).sum()
 
 
 def attribute(bridge, layout: Layout, batches: list[TaskBatch], cfg: AttributionConfig = AttributionConfig(),
@@ -87,11 +87,11 @@ def attribute(bridge, layout: Layout, batches: list[TaskBatch], cfg: Attribution
             clean_logits, clean_out = node_outputs(bridge, layout, batch.clean)
             corrupted_logits, corrupted_out = node_outputs(bridge, layout, batch.corrupted)
             delta = corrupted_out - clean_out  # [B, T, n_src, d]
-            alt = alternative(corrupted_logits[:, -1], batch.labels)
+            alt = alternative(batch.answer(corrupted_logits), batch.labels)
             for alpha in alphas:
                 embeds = corrupted_out[:, :, 0] + alpha * (clean_out[:, :, 0] - corrupted_out[:, :, 0])
                 _accumulate(bridge, layout, batch, embeds, delta, scores,
-                            lambda logits: metric_value(cfg.metric, logits, clean_logits, batch.labels, alt))
+                            lambda logits: metric_value(cfg.metric, logits, clean_logits, batch, alt))
                 bar.update()
             n += len(batch)
     bar.close()

@@ -44,16 +44,18 @@ def select(scores: torch.Tensor, top_n: int | None = None, top_percent: float | 
 
 
 def prune(graph: Graph, keep: torch.Tensor) -> torch.Tensor:
-    """Keep only edges on an input -> logits path of kept edges."""
+    """Keep only edges on an input -> logits path of kept edges (an edge into a grouped key/value head leads
+    to every query head of its group)."""
     kept = [e for e, k in zip(graph.edges, keep.tolist()) if k]
     reach_from_input, reach_logits = {"input"}, {"logits"}
     for e in kept:  # edges are in topological order of their targets
         if e.src in reach_from_input:
-            reach_from_input.add(e.dst)
+            reach_from_input.update(graph.fed(e.dst))
+    leads = lambda e: any(n in reach_logits for n in graph.fed(e.dst))
     for e in reversed(kept):
-        if e.dst in reach_logits:
+        if leads(e):
             reach_logits.add(e.src)
-    return torch.tensor([bool(k) and e.src in reach_from_input and e.dst in reach_logits
+    return torch.tensor([bool(k) and e.src in reach_from_input and leads(e)
                          for e, k in zip(graph.edges, keep.tolist())], dtype=torch.bool)
 
 
@@ -82,7 +84,9 @@ class Circuit:
 
     @property
     def node_names(self) -> set[str]:
-        return {n for e, k in zip(self.graph.edges, self.in_graph.tolist()) if k for n in (e.src, e.dst)}
+        # a grouped key/value head is no node; its query heads in the circuit are sources of kept edges
+        nodes = set(self.graph.nodes)
+        return {n for e, k in zip(self.graph.edges, self.in_graph.tolist()) if k for n in (e.src, e.dst) if n in nodes}
 
     def node_scores(self) -> dict[str, float]:
         out = {n: 0.0 for n in self.graph.nodes}
@@ -98,8 +102,7 @@ class Circuit:
         return {
             "format": FORMAT, **self.info,
             "share_kept": self.share_kept, "n_edges_kept": int(self.in_graph.sum()), "n_nodes_kept": len(nodes),
-            "graph": {"n_layers": self.graph.n_layers, "n_heads": self.graph.n_heads,
-                      "parallel_attn_mlp": self.graph.parallel_attn_mlp},
+            "graph": self.graph.shape_dict(),
             "nodes": {n: {"in_graph": n in nodes, "score": node_scores[n]} for n in self.graph.nodes},
             "edges": {e.name: {"score": s, "in_graph": k}
                       for e, s, k in zip(self.graph.edges, self.scores.tolist(), self.in_graph.tolist())},
@@ -110,7 +113,7 @@ class Circuit:
         if d.get("format") != FORMAT:
             raise InterpError(f"not a circuit file (format {d.get('format')!r}, expected {FORMAT!r})")
         g = d["graph"]
-        graph = Graph(g["n_layers"], g["n_heads"], g["parallel_attn_mlp"])
+        graph = Graph(g["n_layers"], g["n_heads"], g["parallel_attn_mlp"], g.get("n_kv_heads"))
         try:
             edges = [d["edges"][e.name] for e in graph.edges]
         except KeyError as e:
@@ -142,8 +145,7 @@ class Circuit:
 
 
 def check_same_graph(a: Circuit, b: Circuit) -> None:
-    ga, gb = a.graph, b.graph
-    if (ga.n_layers, ga.n_heads, ga.parallel_attn_mlp) != (gb.n_layers, gb.n_heads, gb.parallel_attn_mlp):
+    if a.graph.shape() != b.graph.shape():
         raise InterpError("the circuits come from models with different graphs; they cannot be combined")
 
 

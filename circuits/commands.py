@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from interp import options
 from interp.errors import InterpError
 
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -19,12 +20,12 @@ app = typer.Typer(help="Circuits: EAP / EAP-IG edge attribution, evaluation, che
 
 
 def _discover_config(model, task, method, metric, steps, n, n_eval, batch_size, top_percent, top_n, threshold,
-                     curve, device, seed):
+                     curve, device, seed, dtype="float32", device_map=None):
     from .discovery import CURVE, DiscoverConfig
 
     return DiscoverConfig(model=model, task=task, method=method, metric=metric, steps=steps, n=n, n_eval=n_eval,
                           batch_size=batch_size, top_percent=top_percent, top_n=top_n, threshold=threshold,
-                          curve=CURVE if curve else (), device=device, seed=seed)
+                          curve=CURVE if curve else (), device=device, seed=seed, dtype=dtype, device_map=device_map)
 
 
 def _pct(x) -> str:
@@ -33,7 +34,7 @@ def _pct(x) -> str:
 
 @app.command("discover")
 def discover_cmd(
-    model: str = typer.Option("pythia-mini", help="zoo name, local HF directory or hub id"),
+    model: str = typer.Option("pythia-mini", help="zoo name, local HF directory, .gguf file or hub id"),
     task: str = typer.Option("add_sub", help="task family (see `interp tasks list`)"),
     method: str = typer.Option("eap-ig", help="eap or eap-ig"),
     metric: str = typer.Option("kl", help="kl (whole vocabulary, answer position) or logit_diff"),
@@ -47,6 +48,8 @@ def discover_cmd(
     curve: bool = typer.Option(True, help="also evaluate circuits of 1%..10% of edges"),
     splits: int = typer.Option(0, help="robustness: mean pairwise Jaccard over this many disjoint splits (0: skip)"),
     device: str = typer.Option("cpu"),
+    dtype: str = options.DTYPE,
+    device_map: Optional[str] = options.DEVICE_MAP,
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="output directory (default runs/circuits/<model>-<task>)"),
     overwrite: bool = typer.Option(False, help="replace a circuit interp wrote at --out"),
@@ -59,13 +62,13 @@ def discover_cmd(
     from .discovery import discover, split_circuits, write_circuit
 
     cfg = _discover_config(model, task, method, metric, steps, n, n_eval, batch_size, top_percent, top_n,
-                           threshold, curve, device, seed)
+                           threshold, curve, device, seed, dtype, device_map)
     cfg.validate()
     if splits == 1 or splits < 0:
         raise InterpError("--splits must be 0 (skip) or >= 2")
     run = RunDir(out or Path("runs/circuits") / f"{Path(model).name}-{task}", "circuit")
     run.check(resume=False, overwrite=overwrite)
-    loaded = load_model(model, hooks_for_edges=True, device=device)
+    loaded = load_model(model, hooks_for_edges=True, device=device, dtype=dtype, device_map=device_map)
     result = discover(cfg, loaded, show_progress=True)
     if splits:
         result.circuit.info["robustness"] = robustness(split_circuits(cfg, splits, loaded, show_progress=True))

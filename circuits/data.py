@@ -1,11 +1,17 @@
-"""Clean/corrupted task batches and the two metrics, both read at the answer position.
+"""Clean/corrupted task batches and the two metrics, read at the answer's positions.
 
-The answer position is the last prompt token for an AR model, and a `<mask>` appended to the prompt for a
-diffusion model (where it predicts the answer). Metrics, per example:
+An answer is tokenized by the model's own tokenizer and may be several tokens (interp/answers.py). An AR batch
+row is the prompt followed by the answer but its last token (teacher forcing), so the last k positions predict
+the k answer tokens; a diffusion row is the prompt followed by k masks, which predict them. Metrics are taken at
+each of those positions and summed over the answer's tokens: not every task defines a corrupted answer (a
+corrupted sequence is no longer a sequence), so there is no "first position where the answers differ" to read;
+the sum is the log-probability view of the whole answer, and with one-token answers it is the single-position
+metric. Per example:
 - `kl`: KL(p_reference || p) over the whole vocabulary (the paper's; reference = the clean full model);
-- `logit_diff`: logit(label) - logit(alt), where alt is the full model's top prediction on the corrupted
-  prompt other than the label. Not every task has a well-defined "corrupted answer" (a corrupted sequence is
-  no longer a sequence), so alt is what the model itself answers instead.
+- `logit_diff`: logit(answer token) - logit(alt), where alt is the full model's top prediction on the corrupted
+  prompt other than the answer token at that position (what the model itself answers instead).
+Clean and corrupted prompts must tokenize to one length (positions are compared one to one); circuit discovery
+samples only such pairs and refuses a task where none exist.
 """
 
 from __future__ import annotations
@@ -16,9 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from interp.errors import InterpError
-from interp.evaluate import encode_prompts
+from interp.answers import answer_ids
 from interp.tasks import make_examples
-from interp.tokenizer import number_token_id
 
 METRICS = ("kl", "logit_diff")
 
@@ -27,32 +32,45 @@ METRICS = ("kl", "logit_diff")
 class TaskBatch:
     clean: torch.Tensor  # [B, T] token ids
     corrupted: torch.Tensor  # [B, T]
-    labels: torch.Tensor  # [B] answer token ids
+    labels: torch.Tensor  # [B, k] answer token ids, read at the last k positions
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def answer(self, logits: torch.Tensor) -> torch.Tensor:
+        """[B, k, vocab]: the logits at the positions that predict the answer's tokens."""
+        return logits[:, -self.labels.shape[1]:]
 
 
 def task_batches(tokenizer, task: str, split: str = "circuit", n: int = 128, seed: int = 0, batch_size: int = 32,
                  diffusion: bool = False, examples=None) -> list[TaskBatch]:
     """Batches of `n` examples of `task` (or of the given `examples`), grouped so each batch has one length."""
+    from collections import defaultdict
+
     if batch_size < 1 or n < 1:
         raise InterpError("--n and --batch-size must be >= 1")
-    examples = examples if examples is not None else make_examples(task, split, n, seed)
-    groups, clean_ids = encode_prompts(tokenizer, [e.clean for e in examples])
+    if examples is None:
+        examples = make_examples(task, split, n, seed, tokenizer=tokenizer, aligned=True)
+    clean_ids = tokenizer([e.clean for e in examples])["input_ids"]
     corrupted_ids = tokenizer([e.corrupted for e in examples])["input_ids"]
+    answers = [answer_ids(tokenizer, e.label) for e in examples]
+    groups = defaultdict(list)
+    for i, (c, k, a) in enumerate(zip(clean_ids, corrupted_ids, answers)):
+        if len(c) != len(k):
+            raise InterpError(f"task {task!r}: clean and corrupted prompts differ in token length "
+                              f"({examples[i].clean!r})")
+        groups[len(c), len(a)].append(i)
     batches = []
     for idx in groups.values():
         for s in range(0, len(idx), batch_size):
             chunk = idx[s : s + batch_size]
-            clean = torch.tensor([clean_ids[i] for i in chunk])
-            corrupted = torch.tensor([corrupted_ids[i] for i in chunk])
-            if clean.shape != corrupted.shape:
-                raise InterpError(f"task {task!r}: clean and corrupted prompts differ in token length")
+            labels = torch.tensor([answers[i] for i in chunk])
             if diffusion:
-                mask = torch.full((len(chunk), 1), tokenizer.mask_token_id)
-                clean, corrupted = torch.cat([clean, mask], 1), torch.cat([corrupted, mask], 1)
-            labels = torch.tensor([number_token_id(examples[i].label) for i in chunk])
+                tail = torch.full(labels.shape, tokenizer.mask_token_id)
+            else:
+                tail = labels[:, :-1]  # teacher forcing: the last answer token is predicted, never read
+            clean = torch.cat([torch.tensor([clean_ids[i] for i in chunk]), tail], 1)
+            corrupted = torch.cat([torch.tensor([corrupted_ids[i] for i in chunk]), tail], 1)
             batches.append(TaskBatch(clean, corrupted, labels))
     return batches
 
@@ -64,13 +82,13 @@ def kl(logits: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 
 def logit_diff(logits: torch.Tensor, labels: torch.Tensor, alt: torch.Tensor) -> torch.Tensor:
-    return logits.gather(-1, labels[:, None])[:, 0] - logits.gather(-1, alt[:, None])[:, 0]
+    """logit(label) - logit(alt); `labels` and `alt` index the last axis of `logits`."""
+    return logits.gather(-1, labels[..., None])[..., 0] - logits.gather(-1, alt[..., None])[..., 0]
 
 
 def alternative(corrupted_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The top prediction on the corrupted prompt other than the label."""
-    masked = corrupted_logits.detach().clone()
-    masked[torch.arange(len(labels)), labels] = float("-inf")
+    """The top prediction on the corrupted prompt other than the label (per position)."""
+    masked = corrupted_logits.detach().clone().scatter_(-1, labels[..., None], float("-inf"))
     return masked.argmax(-1)
 
 

@@ -17,6 +17,8 @@ from .evaluate import evaluate_masks
 from .graph import Graph
 from .layout import Layout
 
+HEAD_USE = "circuit discovery (KL and logit difference at the answer)"
+
 CURVE = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 
 
@@ -36,6 +38,8 @@ class DiscoverConfig:
     threshold: float | None = None
     curve: tuple[float, ...] = CURVE  # percent of edges kept; () for none
     device: str = "cpu"
+    dtype: str = "float32"  # the model's weights
+    device_map: str | None = None  # "auto": accelerate spreads the model over every device
 
     def rule(self) -> dict:
         """The selection rule: top-n or threshold when given, else top-percent."""
@@ -49,7 +53,11 @@ class DiscoverConfig:
         return AttributionConfig(self.method, self.metric, self.steps)
 
     def validate(self) -> None:
+        from interp.loading import check_device_map, torch_dtype
+
         get_task(self.task)
+        torch_dtype(self.dtype)
+        check_device_map(self.device_map)
         self.attribution().validate()
         if sum(x is not None for x in (self.top_n, self.threshold)) > 1:
             raise InterpError("give at most one of --top-n and --threshold")
@@ -74,7 +82,9 @@ def discover(cfg: DiscoverConfig, loaded=None, show_progress: bool = False) -> D
     from interp.loading import load_model
 
     cfg.validate()
-    loaded = loaded or load_model(cfg.model, hooks_for_edges=True, device=cfg.device)
+    loaded = loaded or load_model(cfg.model, hooks_for_edges=True, device=cfg.device, dtype=cfg.dtype,
+                                  device_map=cfg.device_map)
+    loaded.require_head(HEAD_USE)
     graph = Graph.from_model(loaded.model)
     layout = Layout(graph)
     tok, diffusion = loaded.tokenizer, loaded.is_diffusion
@@ -114,10 +124,12 @@ def split_circuits(cfg: DiscoverConfig, splits: int = 3, loaded=None, show_progr
     cfg.validate()
     if splits < 2:
         raise InterpError("--splits must be >= 2")
-    loaded = loaded or load_model(cfg.model, hooks_for_edges=True, device=cfg.device)
+    loaded = loaded or load_model(cfg.model, hooks_for_edges=True, device=cfg.device, dtype=cfg.dtype,
+                                  device_map=cfg.device_map)
+    loaded.require_head(HEAD_USE)
     graph = Graph.from_model(loaded.model)
     layout = Layout(graph)
-    examples = make_examples(cfg.task, "circuit", cfg.n * splits, cfg.seed)
+    examples = make_examples(cfg.task, "circuit", cfg.n * splits, cfg.seed, tokenizer=loaded.tokenizer, aligned=True)
     circuits = []
     for i in range(splits):
         batches = task_batches(loaded.tokenizer, cfg.task, batch_size=cfg.batch_size, diffusion=loaded.is_diffusion,

@@ -18,6 +18,10 @@ def node_positions(circuit: Circuit) -> dict[str, tuple[float, float]]:
         for h in range(g.n_heads):
             pos[f"a{l}.h{h}"] = (float(h), l + 1.0 - (0 if g.parallel_attn_mlp else 0.25))
         pos[f"m{l}"] = (g.n_heads + 0.5, l + 1.0 + (0 if g.parallel_attn_mlp else 0.25))
+        if g.grouped:  # k/v edges end just below the middle of their group's query heads
+            for kv in g.head_inputs(l, "k"):
+                heads = [pos[h] for h in g.fed(kv)]
+                pos[kv] = (sum(x for x, _ in heads) / len(heads), heads[0][1] - 0.15)
     return pos
 
 
@@ -42,7 +46,7 @@ def circuit_figure(circuit: Circuit, title: str | None = None, qkv: tuple = ("q"
             line=dict(width=0.5 + 5 * abs(s) / top, dash=DASH[e.qkv],
                       color=STATUS[status[e.name]] if status else "#2b6cb0" if s >= 0 else "#c53030")))
     inside = circuit.node_names
-    names = list(pos)
+    names = circuit.graph.nodes
     node_scores = circuit.node_scores()
     fig.add_trace(go.Scatter(
         x=[pos[n][0] for n in names], y=[pos[n][1] for n in names], mode="markers+text", text=names,

@@ -1,11 +1,12 @@
 """How well a circuit stands in for the model: every edge outside it is patched from the corrupted run.
 
 - faithfulness (the paper's): 100 * (1 - |B - C| / B), B = KL(clean full model || corrupted full model),
-  C = KL(circuit on the clean prompt || corrupted full model), each the mean over examples at the answer
-  position. 100 = the circuit moves the output as far from the corrupted one as the full model does;
+  C = KL(circuit on the clean prompt || corrupted full model), each the mean over examples of the sum over the
+  answer's positions (circuits/data.py). 100 = the circuit moves the output as far from the corrupted one as the full model does;
   0 = the circuit behaves like the corrupted model.
 - logit difference recovered: 100 * (LD_circuit - LD_corrupted) / (LD_clean - LD_corrupted), LD as in `data.py`.
-- accuracy: exact match of the circuit's top answer with the label (and the full model's, for reference).
+- accuracy: the circuit's top token is the answer's at every answer position, its own prefix fed back (and the
+  full model's, for reference).
 """
 
 from __future__ import annotations
@@ -30,19 +31,20 @@ def evaluate_masks(bridge, layout: Layout, batches: list[TaskBatch], masks: list
     for batch in batches:
         clean, _ = node_outputs(bridge, layout, batch.clean)
         corrupted, corrupted_out = node_outputs(bridge, layout, batch.corrupted)
-        clean, corrupted = clean[:, -1], corrupted[:, -1]
+        clean, corrupted = batch.answer(clean), batch.answer(corrupted)
         alt = alternative(corrupted, batch.labels)
+        hits = lambda logits: (logits.argmax(-1) == batch.labels).all(-1).sum().item()
         full["B"] += kl(corrupted, clean).sum().item()  # KL(clean || corrupted)
         full["ld_clean"] += logit_diff(clean, batch.labels, alt).sum().item()
         full["ld_corrupted"] += logit_diff(corrupted, batch.labels, alt).sum().item()
-        full["correct_clean"] += (clean.argmax(-1) == batch.labels).sum().item()
-        full["correct_corrupted"] += (corrupted.argmax(-1) == batch.labels).sum().item()
+        full["correct_clean"] += hits(clean)
+        full["correct_corrupted"] += hits(corrupted)
         for s, patch in zip(sums, patches):
-            out = patched_logits(bridge, layout, batch.clean, corrupted_out, patch)[:, -1]
+            out = batch.answer(patched_logits(bridge, layout, batch.clean, corrupted_out, patch))
             s["C"] += kl(corrupted, out).sum().item()  # KL(circuit || corrupted)
             s["kl_to_clean"] += kl(out, clean).sum().item()
             s["ld"] += logit_diff(out, batch.labels, alt).sum().item()
-            s["correct"] += (out.argmax(-1) == batch.labels).sum().item()
+            s["correct"] += hits(out)
             bar.update()
         n += len(batch)
     bar.close()

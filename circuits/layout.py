@@ -5,8 +5,8 @@ stream (`input`, every head, every MLP), a destination is a node input (each hea
 MLP's input, the logits' input). `valid` marks the pairs that are edges of the graph; the rest stay zero.
 Hooks (from `load_model(..., hooks_for_edges=True)`):
 source outputs `hook_embed`, `blocks.{l}.attn.hook_result` [B, T, H, d], `blocks.{l}.hook_mlp_out`;
-destination inputs `blocks.{l}.hook_{q,k,v}_input` [B, T, H, d] (before the layer norm, one copy per head),
-`blocks.{l}.hook_mlp_in`, `ln_final.hook_in`.
+destination inputs `blocks.{l}.hook_{q,k,v}_input` [B, T, H, d] (before the layer norm, one copy per head;
+k and v have one per key/value head under grouped-query attention), `blocks.{l}.hook_mlp_in`, `ln_final.hook_in`.
 """
 
 from __future__ import annotations
@@ -36,19 +36,22 @@ class Layout:
         self.sources = [Site("hook_embed", 0, 0)]
         self.dests: list[Site] = []
         src_of, dst_of = {"input": 0}, {}
+        d = 0  # next destination index
         for l in range(L):
             base = 1 + l * (H + 1)
             self.sources += [Site(f"blocks.{l}.attn.hook_result", base, H), Site(f"blocks.{l}.hook_mlp_out", base + H, 0)]
             src_of.update({f"a{l}.h{h}": base + h for h in range(H)} | {f"m{l}": base + H})
-            dbase = l * (3 * H + 1)
-            for i, x in enumerate(QKV):
-                self.dests.append(Site(f"blocks.{l}.hook_{x}_input", dbase + i * H, H))
-                dst_of.update({(f"a{l}.h{h}", x): dbase + i * H + h for h in range(H)})
-            self.dests.append(Site(f"blocks.{l}.hook_mlp_in", dbase + 3 * H, 0))
-            dst_of[(f"m{l}", None)] = dbase + 3 * H
-        self.dests.append(Site("ln_final.hook_in", L * (3 * H + 1), 0))
-        dst_of[("logits", None)] = L * (3 * H + 1)
-        self.n_src, self.n_dst = 1 + L * (H + 1), L * (3 * H + 1) + 1
+            for x in QKV:
+                heads = graph.head_inputs(l, x)  # fewer for k and v under grouped-query attention
+                self.dests.append(Site(f"blocks.{l}.hook_{x}_input", d, len(heads)))
+                dst_of.update({(h, x): d + i for i, h in enumerate(heads)})
+                d += len(heads)
+            self.dests.append(Site(f"blocks.{l}.hook_mlp_in", d, 0))
+            dst_of[(f"m{l}", None)] = d
+            d += 1
+        self.dests.append(Site("ln_final.hook_in", d, 0))
+        dst_of[("logits", None)] = d
+        self.n_src, self.n_dst = 1 + L * (H + 1), d + 1
         self.src = torch.tensor([src_of[e.src] for e in graph.edges])
         self.dst = torch.tensor([dst_of[(e.dst, e.qkv)] for e in graph.edges])
         self.valid = self.to_matrix(torch.ones(len(graph.edges), dtype=torch.bool))

@@ -81,11 +81,11 @@ def circuit_lora_experiment_cmd(
     """Every task x method x seed with the options given before `experiment`; a mean +- std table."""
     from dataclasses import replace
 
-    from interp.tasks import TASKS
+    from interp.tasks import ARITHMETIC
 
     from .circuit_lora import experiment
 
-    names = list(TASKS) if tasks == "all" else [t.strip() for t in tasks.split(",") if t.strip()]
+    names = list(ARITHMETIC) if tasks == "all" else [t.strip() for t in tasks.split(",") if t.strip()]
     base = _config(ctx.parent.params)
     for t in names:
         replace(base, task=t).validate()

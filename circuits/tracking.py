@@ -19,7 +19,7 @@ from interp.errors import InterpError
 
 from .circuit import Circuit
 from .comparison import compare, robustness
-from .discovery import DiscoverConfig, discover, split_circuits, write_circuit
+from .discovery import HEAD_USE, DiscoverConfig, discover, split_circuits, write_circuit
 
 
 @dataclass
@@ -63,6 +63,7 @@ def load_at(model: str, checkpoint: Path | None, method: str, device: str = "cpu
 def track(cfg: TrackConfig, show_progress: bool = True, overwrite: bool = False) -> dict:
     """Fine-tune, then the circuit at every checkpoint, in place in `cfg.out` (what a stopped or finished
     track there made is reused; `overwrite` starts again over it)."""
+    from interp.loading import load_model
     from interp.rundir import RunDir
 
     if cfg.splits == 1:
@@ -72,6 +73,7 @@ def track(cfg: TrackConfig, show_progress: bool = True, overwrite: bool = False)
     _finetune_config(cfg, Path(cfg.out)).validate()
     run = RunDir(cfg.out, "track", atomic=False)
     run.check(resume=True, overwrite=overwrite, reuse_finished=True)
+    load_model(cfg.model, bridge=False).require_head(HEAD_USE)  # refused before fine-tuning, not after it
     with run.writing(resume=True, overwrite=overwrite, reuse_finished=True) as out:
         return _track(cfg, dcfg, out, show_progress)
 

@@ -1,4 +1,4 @@
-"""Masked diffusion LM pieces (LLaDA): the training objective, the remasking sampler, masked-token eval.
+"""Masked diffusion LM pieces (LLaDA): the training objective and the remasking sampler.
 
 The zoo's diffusion model is a GPT-NeoX with `is_causal=False` (bidirectional attention) and a `<mask>`
 token; these functions work on any HF model whose forward returns per-position logits.
@@ -33,7 +33,7 @@ def sample(model, prompt_ids: torch.Tensor, mask_id: int, gen_length: int = 8, s
     if gen_length % block_length or steps % (gen_length // block_length):
         raise ValueError("gen_length must be a multiple of block_length and steps of the number of blocks")
     b, p = prompt_ids.shape
-    x = torch.cat([prompt_ids, torch.full((b, gen_length), mask_id, dtype=prompt_ids.dtype)], dim=1)
+    x = torch.cat([prompt_ids, torch.full((b, gen_length), mask_id, dtype=prompt_ids.dtype, device=prompt_ids.device)], dim=1)
     n_blocks = gen_length // block_length
     steps_per_block = steps // n_blocks
     for blk in range(n_blocks):
@@ -53,17 +53,10 @@ def sample(model, prompt_ids: torch.Tensor, mask_id: int, gen_length: int = 8, s
             conf[:, hi:] = -1.0
             # commit an even share of this block's masks per step; the last step commits the rest
             n_commit = torch.div(remaining, steps_per_block, rounding_mode="floor")
-            n_commit += (torch.arange(steps_per_block)[s] < remaining % steps_per_block).long()
+            n_commit += (s < remaining % steps_per_block).long()
             for i in range(b):
                 k = int(n_commit[i])
                 if k:
                     idx = conf[i].topk(k).indices
                     x[i, idx] = pred[i, idx]
     return x
-
-
-@torch.no_grad()
-def masked_token_logits(model, prompt_ids: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """Logits at one `<mask>` appended after each prompt: how a DLM answers a single-token question."""
-    x = torch.cat([prompt_ids, torch.full((prompt_ids.shape[0], 1), mask_id, dtype=prompt_ids.dtype)], dim=1)
-    return model(input_ids=x).logits[:, -1]

@@ -39,7 +39,10 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            ("gate_proj", "up_proj", "down_proj"), gated_mlp=True, mlp_out_path="mlp.down_proj"),
     Family("qwen", ("qwen2", "qwen3"), "model.layers", ("q_proj", "k_proj", "v_proj", "o_proj"),
            ("gate_proj", "up_proj", "down_proj"), gated_mlp=True, mlp_out_path="mlp.down_proj"),
-    Family("gemma", ("gemma2", "gemma3_text", "gemma3"), "model.layers", ("q_proj", "k_proj", "v_proj", "o_proj"),
+    Family("gemma", ("gemma2", "gemma3_text"), "model.layers", ("q_proj", "k_proj", "v_proj", "o_proj"),
+           ("gate_proj", "up_proj", "down_proj"), gated_mlp=True, mlp_out_path="mlp.down_proj"),
+    # multimodal Gemma 3 (Gemma3ForConditionalGeneration) nests the language model beside the vision tower
+    Family("gemma3", ("gemma3",), "model.language_model.layers", ("q_proj", "k_proj", "v_proj", "o_proj"),
            ("gate_proj", "up_proj", "down_proj"), gated_mlp=True, mlp_out_path="mlp.down_proj"),
     Family("bert", ("bert",), "bert.encoder.layer", ("query", "key", "value", "attention.output.dense"),
            ("intermediate.dense", "output.dense"), gated_mlp=False, mlp_out_path="output.dense", masked=True),

@@ -1,7 +1,8 @@
 """The fine-tuning loop shared by the workbench: full or PEFT-LoRA fine-tuning on a task's train split.
 
-Loss is on the answer token only (AR: the label after the prompt; diffusion: the label at a `<mask>`
-appended to the prompt, LLaDA's SFT objective for a one-token answer). The learning rate warms up
+Loss is on the answer's tokens only (AR: the answer after the prompt, teacher-forced, then end-of-sequence where a
+subword tokenizer could run on into the answer; diffusion: the answer at `<mask>`s appended to the prompt,
+LLaDA's SFT objective with every answer position masked; interp/answers.py). The learning rate warms up
 and decays linearly. Exact-match accuracy on the test
 split is measured every `eval_every` steps. Every `checkpoint_every` steps the model (or adapter) is saved
 as `checkpoints/step-N/` and the optimizer state to `state.pt`, so a killed run resumes where it stopped.
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -26,7 +26,6 @@ from .errors import InterpError, check_number
 from .interrupt import deferred_interrupt
 from .evaluate import accuracy
 from .tasks import make_examples
-from .tokenizer import number_token_id
 
 
 @dataclass
@@ -151,21 +150,26 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor
     return torch.tensor(idx)
 
 
-def encode_train(tokenizer, examples, diffusion: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs (prompt, then the answer token or `<mask>`) and answer targets; one length per task."""
-    ids = tokenizer([e.clean for e in examples])["input_ids"]
-    if len({len(x) for x in ids}) != 1:
-        raise InterpError("training prompts of one task must share a token length")
-    prompts = torch.tensor(ids)
-    targets = torch.tensor([number_token_id(e.label) for e in examples])
-    last = torch.full_like(targets, tokenizer.mask_token_id) if diffusion else targets
-    return torch.cat([prompts, last[:, None]], dim=1), targets
+def encode_train(tokenizer, examples, diffusion: bool, stop: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs (prompt, then the answer or its `<mask>`s) and per-position answer targets (interp/answers.py)."""
+    from .answers import encode
+
+    return encode(tokenizer, [e.clean for e in examples], [e.label for e in examples], diffusion, stop)
 
 
-def answer_loss(model, inputs: torch.Tensor, targets: torch.Tensor, diffusion: bool) -> torch.Tensor:
-    logits = model(input_ids=inputs).logits
-    pos = -1 if diffusion else -2  # diffusion predicts at the mask; AR predicts the last token from the one before
-    return F.cross_entropy(logits[:, pos], targets)
+def stops(tokenizer, diffusion: bool) -> bool:
+    """Whether fine-tuning also targets end-of-sequence after the answer: where a subword tokenizer lets the model
+    run on into the answer's last word (greedy " 7" then "0" is the wrong answer " 70"), it must learn to stop.
+    A word-level tokenizer's answer is whole, and a diffusion answer has a fixed length."""
+    from .answers import subword
+
+    return not diffusion and tokenizer.eos_token_id is not None and subword(tokenizer)
+
+
+def answer_loss(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    from .answers import answer_ce
+
+    return answer_ce(model(input_ids=inputs).logits, targets)
 
 
 def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True, overwrite: bool = False) -> FinetuneResult:
@@ -184,9 +188,10 @@ def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True, overwrite: b
     diffusion = loaded.is_diffusion
     tok = loaded.tokenizer
     tasks = cfg.tasks()
-    data = [encode_train(tok, make_examples(t, "train", cfg.n_train, cfg.seed, at_most=True), diffusion)
-            for t in tasks]
-    test = [e for t in tasks for e in make_examples(t, "test", cfg.n_eval, 0)]
+    stop = stops(tok, diffusion)
+    data = [encode_train(tok, make_examples(t, "train", cfg.n_train, cfg.seed, at_most=True, tokenizer=tok), diffusion,
+                         stop) for t in tasks]
+    test = [e for t in tasks for e in make_examples(t, "test", cfg.n_eval, 0, tokenizer=tok)]
     torch.manual_seed(cfg.seed)
     acc_before = accuracy(loaded.model, tok, test, diffusion)
     model = prepare_model(loaded.model, cfg)
@@ -231,7 +236,7 @@ def _train(cfg: FinetuneConfig, model, tok, opt, data, test, diffusion: bool, ou
                 group["lr"] = lr_at(cfg, step) * group["lr_scale"]
             inputs, targets = data[step % len(data)]  # several tasks: one per step, in turn
             idx = batch_indices(len(inputs), cfg.batch_size, cfg.seed, step // len(data))
-            loss = answer_loss(model, inputs[idx], targets[idx], diffusion)
+            loss = answer_loss(model, inputs[idx], targets[idx])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()

@@ -1,7 +1,11 @@
-"""The task suite: six arithmetic families as `clean, corrupted, label` triples (METHODS.md §1).
+"""The task suite as `clean, corrupted, label` triples: six arithmetic families (docs/methods.md §1) and
+indirect-object identification (`ioi`, the standard circuit-discovery task of the EAP / EAP-IG papers).
 
-Every number is one token, so clean and corrupted prompts have equal token length by construction, and
-`validate` checks it anyway. Splits are fixed by a hash of the clean prompt (80% train, 10% circuit,
+Prompts and answers are text; the loaded model's tokenizer decides their tokens (interp/answers.py). On the
+zoo's tokenizer every number is one token; on a real model's an answer may be several. Tasks built from word
+lists (IOI's names, places and objects) keep, for a given tokenizer, only the words it makes one token, so that
+clean and corrupted prompts stay position-aligned; `aligned` sampling (circuit discovery) also drops arithmetic
+pairs whose numbers tokenize to different lengths. Splits are fixed by a hash of the clean prompt (80% train, 10% circuit,
 10% test), so they are disjoint whatever sizes or seeds are asked for; sampling within a split is seeded.
 """
 
@@ -26,7 +30,7 @@ CALC = "Calculate the result of the following arithmetic expression and provide 
 class Example:
     clean: str
     corrupted: str
-    label: int
+    label: int | str
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,8 @@ class Task:
     name: str
     description: str
     ranges: str
-    sample: Callable[[random.Random], Example]
+    sample: Callable[..., Example]  # (rng) or, with `words`, (rng, words)
+    words: dict[str, tuple[str, ...]] | None = None  # word lists, filtered per tokenizer
 
     def examples(self, split: str = "train", n: int = 256, seed: int = 0) -> list[Example]:
         return make_examples(self.name, split, n, seed)
@@ -126,6 +131,39 @@ def _compositional(rng):
     return Example(fmt(c), fmt(c2), label)
 
 
+IOI_TEMPLATES = (
+    "When {a} and {b} went to the {place}, {s} gave the {obj} to",
+    "After {a} and {b} arrived at the {place}, {s} handed the {obj} to",
+    "While {a} and {b} were at the {place}, {s} passed the {obj} to",
+    "Once {a} and {b} got to the {place}, {s} threw the {obj} to",
+    "Then {a} and {b} spent the day at the {place}, and {s} offered the {obj} to",
+    "Later {a} and {b} walked into the {place}, where {s} lent the {obj} to",
+)
+IOI_WORDS = {
+    "names": ("Mary", "John", "Alice", "Bob", "James", "Sarah", "David", "Emma", "Michael", "Anna", "Paul", "Laura",
+              "Mark", "Lisa", "Tom", "Kate", "Peter", "Jane", "Daniel", "Susan", "Robert", "Linda", "George", "Helen",
+              "Steven", "Karen", "Richard", "Amy", "Kevin", "Rachel", "Brian", "Emily", "Jason", "Rose", "Eric",
+              "Grace", "Adam", "Julia", "Ryan", "Claire"),
+    "places": ("store", "park", "school", "office", "garden", "station", "market", "library"),
+    "objects": ("ball", "book", "drink", "key", "bag", "letter", "ring", "pen"),
+}
+
+
+def _ioi_prompt(template: str, io: str, s: str, io_first: bool, subject: str, place: str, obj: str) -> str:
+    a, b = (io, s) if io_first else (s, io)
+    return template.format(a=a, b=b, s=subject, place=place, obj=obj)
+
+
+def _ioi(rng, words=IOI_WORDS):
+    """Clean: two names, the second clause's subject is one of them, the answer is the other (the indirect
+    object). Corrupted: that subject is a third name, so the prompt no longer says who is left (ABC)."""
+    io, s, c = rng.sample(words["names"], 3)
+    template, io_first = rng.choice(IOI_TEMPLATES), rng.random() < 0.5
+    place, obj = rng.choice(words["places"]), rng.choice(words["objects"])
+    return Example(_ioi_prompt(template, io, s, io_first, s, place, obj),
+                   _ioi_prompt(template, io, s, io_first, c, place, obj), io)
+
+
 TASKS: dict[str, Task] = {
     t.name: t
     for t in [
@@ -137,8 +175,13 @@ TASKS: dict[str, Task] = {
         Task("function", "y = a*x + b at x = 4 given three values", "a in 1..20, b in 0..99", _function),
         Task("compositional", "(a +- b) * c or (a +- b) / c", "a, b in 0..99, c in 2..9, answers <= 999",
              _compositional),
+        Task("ioi", "indirect object: who received the object", f"{len(IOI_TEMPLATES)} templates, "
+             f"{len(IOI_WORDS['names'])} names, {len(IOI_WORDS['places'])} places, {len(IOI_WORDS['objects'])} objects "
+             "(those the tokenizer makes one token)", _ioi, IOI_WORDS),
     ]
 }
+
+ARITHMETIC = ("add_sub", "mul_div", "sequence", "lcm", "function", "compositional")  # the zoo's suite; "all" elsewhere
 
 
 # Every clean prompt each sampler can draw, for counting what a split holds. They mirror the samplers'
@@ -191,8 +234,20 @@ def _compositional_prompts():
                 yield from (f"{CALC} ( {a} {op} {b} ) * {c} =" for c in muls)
 
 
+def _ioi_prompts(words=IOI_WORDS):
+    for template in IOI_TEMPLATES:
+        for io in words["names"]:
+            for s in words["names"]:
+                if s == io:
+                    continue
+                for io_first in (True, False):
+                    for place in words["places"]:
+                        for obj in words["objects"]:
+                            yield _ioi_prompt(template, io, s, io_first, s, place, obj)
+
+
 PROMPTS = {"add_sub": _add_sub_prompts, "mul_div": _mul_div_prompts, "sequence": _sequence_prompts,
-           "lcm": _lcm_prompts, "function": _function_prompts, "compositional": _compositional_prompts}
+           "lcm": _lcm_prompts, "function": _function_prompts, "compositional": _compositional_prompts, "ioi": _ioi_prompts}
 
 
 def get_task(name: str) -> Task:
@@ -207,11 +262,27 @@ def split_of(clean: str) -> str:
     return "train" if bucket < 8 else ("circuit" if bucket == 8 else "test")
 
 
-def split_count(task: str, split: str, stop_at: int | None = None) -> int:
+def task_words(task: str, tokenizer=None) -> dict[str, tuple[str, ...]] | None:
+    """A word-list task's words, keeping those `tokenizer` makes one token after a space (all without one)."""
+    words = get_task(task).words
+    if words is None or tokenizer is None:
+        return words
+    one = lambda w: len(tokenizer(f" {w}", add_special_tokens=False)["input_ids"]) == 1 and \
+        tokenizer.unk_token_id not in tokenizer(f" {w}", add_special_tokens=False)["input_ids"]
+    kept = {k: tuple(w for w in ws if one(w)) for k, ws in words.items()}
+    need = {"names": 3}
+    for k, ws in kept.items():
+        if len(ws) < need.get(k, 1):
+            raise InterpError(f"task {task!r} cannot be built on this tokenizer: {len(ws)} of its {len(words[k])} "
+                              f"{k} are one token (it needs {need.get(k, 1)})")
+    return kept
+
+
+def split_count(task: str, split: str, stop_at: int | None = None, words=None) -> int:
     """How many distinct examples `split` of `task` holds, or `stop_at` once that many are found (counting
     all of lcm's 2M prompts takes seconds; a few thousand take milliseconds)."""
     count = 0
-    for clean in PROMPTS[task]():
+    for clean in PROMPTS[task](*([words] if words else [])):
         if split_of(clean) == split:
             count += 1
             if count == stop_at:
@@ -219,15 +290,22 @@ def split_count(task: str, split: str, stop_at: int | None = None) -> int:
     return count
 
 
-def make_examples(task: str, split: str = "train", n: int = 256, seed: int = 0, at_most: bool = False) -> list[Example]:
-    """`n` distinct examples of `task` from `split`, deterministic in (task, split, n, seed).
-    With `at_most`, a split with fewer distinct examples returns all it has instead of failing."""
+def make_examples(task: str, split: str = "train", n: int = 256, seed: int = 0, at_most: bool = False,
+                  tokenizer=None, aligned: bool = False) -> list[Example]:
+    """`n` distinct examples of `task` from `split`, deterministic in (task, split, n, seed) and, for word-list
+    tasks, the tokenizer's one-token words. With `at_most`, a split with fewer distinct examples returns all it
+    has instead of failing. With `aligned`, only examples whose clean and corrupted prompts have one token length
+    under `tokenizer` are kept (circuit metrics compare them position by position)."""
     spec = get_task(task)
     if split not in SPLITS:
         raise InterpError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     if n < 1:
         raise InterpError(f"n must be >= 1, got {n}")
-    held = split_count(task, split, stop_at=n)  # sampling for more than the split holds would never end
+    words = task_words(task, tokenizer)
+    sample = (lambda rng: spec.sample(rng, words)) if words else spec.sample
+    same_length = lambda ex: not aligned or tokenizer is None or \
+        len(tokenizer(ex.clean)["input_ids"]) == len(tokenizer(ex.corrupted)["input_ids"])
+    held = split_count(task, split, stop_at=n, words=words)  # sampling for more than the split holds would never end
     if held < n and not at_most:
         raise InterpError(f"task {task!r} split {split!r} holds {held} distinct examples; n must be at most {held} "
                           f"(got {n})")
@@ -235,18 +313,20 @@ def make_examples(task: str, split: str = "train", n: int = 256, seed: int = 0, 
     rng = random.Random(f"{task}/{split}/{seed}")
     seen: dict[str, Example] = {}
     for _ in range(200 * n + 10_000):
-        ex = spec.sample(rng)
-        if ex.clean not in seen and split_of(ex.clean) == split:
+        ex = sample(rng)
+        if ex.clean not in seen and split_of(ex.clean) == split and same_length(ex):
             seen[ex.clean] = ex
             if len(seen) == want:
                 return list(seen.values())
     if at_most and seen:
         return list(seen.values())
-    raise InterpError(f"task {task!r} split {split!r} has fewer than {n} distinct examples (found {len(seen)})")
+    why = " whose clean and corrupted prompts tokenize to one length" if aligned else ""
+    raise InterpError(f"task {task!r} split {split!r} has fewer than {n} distinct examples{why} (found {len(seen)})")
 
 
 def validate(examples: Iterable[Example], tokenizer=None, source: str = "examples") -> list[Example]:
     """Check every triple; raise InterpError naming the first bad row (1-based, as in a CSV file)."""
+    from .answers import answer_ids
     from .tokenizer import load_tokenizer
 
     tok = tokenizer or load_tokenizer()
@@ -255,9 +335,10 @@ def validate(examples: Iterable[Example], tokenizer=None, source: str = "example
         where = f"{source} row {row}"
         if not ex.clean or not ex.corrupted:
             raise InterpError(f"{where}: clean and corrupted prompts must be non-empty")
-        label_ids = tok(str(ex.label), add_special_tokens=False)["input_ids"]
-        if len(label_ids) != 1 or label_ids[0] == tok.unk_token_id:
-            raise InterpError(f"{where}: label {ex.label!r} is not a single token (integers 0..{MAX_NUMBER} are)")
+        try:
+            answer_ids(tok, ex.label)
+        except InterpError as e:
+            raise InterpError(f"{where}: {e}") from None
         c, k = tok(ex.clean)["input_ids"], tok(ex.corrupted)["input_ids"]
         if len(c) != len(k):
             raise InterpError(f"{where}: clean has {len(c)} tokens but corrupted has {len(k)}; they must be equal")
@@ -291,9 +372,8 @@ def read_csv(path: str | Path, tokenizer=None) -> list[Example]:
             raise InterpError(f"{path}: header must be clean,corrupted,label (got {reader.fieldnames})")
         rows = []
         for i, r in enumerate(reader, start=1):
-            try:
-                label = int(r["label"])
-            except (TypeError, ValueError):
-                raise InterpError(f"{path} row {i}: label {r['label']!r} is not an integer") from None
-            rows.append(Example(r["clean"] or "", r["corrupted"] or "", label))
+            label = (r["label"] or "").strip()
+            if not label:
+                raise InterpError(f"{path} row {i}: empty label")
+            rows.append(Example(r["clean"] or "", r["corrupted"] or "", int(label) if label.isdigit() else label))
     return validate(rows, tokenizer, source=str(path))

@@ -62,7 +62,7 @@ def train_zoo_model(name: str, out: Path | None = None, resume: bool = True, eva
     from .evaluate import task_accuracy
     from .pretrain import pretrain
     from .rundir import RunDir
-    from .tasks import TASKS
+    from .tasks import ARITHMETIC
     from .tokenizer import load_tokenizer
 
     entry = get_entry(name)
@@ -73,7 +73,7 @@ def train_zoo_model(name: str, out: Path | None = None, resume: bool = True, eva
         model, log = pretrain(entry.recipe, work, resume=resume)
         tok = load_tokenizer()
         diffusion = entry.kind == "diffusion"
-        acc = {t: task_accuracy(model, tok, t, "test", eval_n, diffusion=diffusion) for t in TASKS}
+        acc = {t: task_accuracy(model, tok, t, "test", eval_n, diffusion=diffusion) for t in ARITHMETIC}
         model.save_pretrained(work)
         tok.save_pretrained(work)
         report = {

@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from interp import options
+
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 
@@ -34,13 +36,26 @@ def metrics_table(metrics: dict, title: str) -> Table:
         table.add_column(c)
     for name, m in metrics.items():
         table.add_row(name, str(m["d_sae"]), str(m["k"]), f"{m['explained_variance']:.3f}", f"{m['mse']:.4g}",
-                      f"{m['l0']:.1f}", f"{m['dead_fraction']:.3f}", f"{m['ce_clean']:.4f}", f"{m['ce_spliced']:.4f}",
-                      f"{m['delta_ce']:+.4f}", f"{m['kl']:.4f}")
+                      f"{m['l0']:.1f}", f"{m['dead_fraction']:.3f}", _num(m["ce_clean"], ".4f"),
+                      _num(m["ce_spliced"], ".4f"), _num(m["delta_ce"], "+.4f"), _num(m["kl"], ".4f"))
     return table
 
 
+def _num(value, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)  # None: not measured (no LM head)
+
+
+def print_metrics(metrics: dict, title: str) -> None:
+    """The table, then one line when CE and KL were skipped (the same reason for every SAE of a model)."""
+    console.print(metrics_table(metrics, title))
+    skipped = next((m["ce_skipped"] for m in metrics.values() if m.get("ce_skipped")), None)
+    if skipped:
+        console.print(f"CE, ΔCE and KL skipped: {skipped}; they are null in metrics.json", soft_wrap=True,
+                      markup=False, highlight=False)  # one line, whatever the path holds
+
+
 def train_sae_cmd(
-    model: str = typer.Option("pythia-mini", help="zoo name, local HF directory or hub id"),
+    model: str = typer.Option("pythia-mini", help="zoo name, local HF directory, .gguf file or hub id"),
     dataset: str = typer.Option("corpus", help="'corpus' (generated), a local .txt/.jsonl file, or an HF dataset name"),
     context_size: int = typer.Option(64, help="tokens per sequence"),
     hook: list[str] = typer.Option([], help="TransformerLens hook name(s); default: residual stream after the middle block"),
@@ -52,11 +67,16 @@ def train_sae_cmd(
     lr: float = typer.Option(1e-3, help="Adam learning rate"),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu"),
+    dtype: str = options.DTYPE,
+    device_map: Optional[str] = options.DEVICE_MAP,
     out: Optional[Path] = typer.Option(None, help="run directory (default runs/sae/<model>)"),
     resume: bool = typer.Option(False, help="continue an interrupted run from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="replace a finished run at --out (only a run interp made)"),
     mask_policy: str = typer.Option("mask", help="diffusion models: positions kept: mask, unmask, all or clean"),
     mask_ratio: tuple[float, float] = typer.Option((0.05, 0.5), help="diffusion models: mask ratio range MIN MAX"),
+    eval_tokens: Optional[int] = typer.Option(
+        None, help="held-out tokens for the evaluation and feature statistics (default: 1/16 of --tokens, "
+                   "at least 4,096 and at most 65,536)"),
 ) -> None:
     """Train Top-K SAEs (sae-lens format) on a hook of an AR or diffusion LM; evaluate; feature statistics."""
     from .config import SAETrainConfig
@@ -64,22 +84,24 @@ def train_sae_cmd(
 
     cfg = SAETrainConfig(model=model, dataset=dataset, context_size=context_size, hooks=_split(hook),
                          k=_ints(k, "--k"), width=width, expansion=expansion, tokens=tokens, batch_size=batch_size,
-                         lr=lr, seed=seed, device=device, out=str(out) if out else None, mask_policy=mask_policy,
-                         mask_ratio=tuple(mask_ratio))
+                         lr=lr, seed=seed, device=device, dtype=dtype, device_map=device_map,
+                         out=str(out) if out else None, mask_policy=mask_policy,
+                         mask_ratio=tuple(mask_ratio), eval_tokens=eval_tokens)
     result = train_sae(cfg, resume=resume, overwrite=overwrite)
-    console.print(metrics_table(result.metrics, f"{model}: {result.run_dir}"))
+    print_metrics(result.metrics, f"{model}: {result.run_dir}")
     console.print(f"{cfg.steps() * cfg.batch_size:,} activations per SAE in {result.seconds:.0f} s "
                   f"({result.tokens_per_second:,.0f} tokens/s, model forward included); metrics: {result.run_dir / 'metrics.json'}")
 
 
 def eval_sae_cmd(run: Path = typer.Argument(..., help="a train-sae run directory or one SAE directory"),
                  model: Optional[str] = typer.Option(None, help="evaluate on another model (default: the SAE's)"),
-                 tokens: Optional[int] = typer.Option(None, help="evaluation tokens (default: the run's)")) -> None:
+                 tokens: Optional[int] = typer.Option(None, help="evaluation tokens (default: the count the run "
+                                                                 "was evaluated on after training)")) -> None:
     """Evaluate SAEs (EV, MSE, L0, dead, CE with the SAE spliced in, KL); rewrites metrics.json."""
     from .run_eval import evaluate_run
 
     metrics = evaluate_run(run, model, tokens)
-    console.print(metrics_table(metrics, str(run)))
+    print_metrics(metrics, str(run))
 
 
 def compare_cmd(models: list[str] = typer.Option(["pythia-mini", "mdlm-mini"], "--model", help="models to compare"),

@@ -61,6 +61,8 @@ def markdown_table(table: dict) -> str:
     sep = "|---|" + "---|" * sum(len(c) for c in cols.values())
     lines = [head, sep]
     for l in layers:
-        cells = [f"{row(m, l)[c]:+.4f}" if c.startswith("delta") else f"{row(m, l)[c]:.3f}" for m in models for c in cols[m]]
+        cells = ["–" if row(m, l)[c] is None  # CE not measured: the model has no LM head
+                 else f"{row(m, l)[c]:+.4f}" if c.startswith("delta") else f"{row(m, l)[c]:.3f}"
+                 for m in models for c in cols[m]]
         lines.append(f"| {l} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -5,6 +5,10 @@ Autoregressive models: next-token cross-entropy. Diffusion models (DLM-Scope): p
 every token but the first masked with probability t; `ce` is the masked-token CE weighted 1/t and
 `ce_unmasked` the visible-token CE weighted 1/(1 - t), both per maskable position. `kl` is KL(clean ||
 spliced) over the whole vocabulary, averaged over the positions the CE counts.
+
+A model loaded without a trained LM head (`LoadedModel.head_loaded` False, e.g. a bare `BertModel`) gets the
+reconstruction metrics only: CE, ΔCE and KL are None and `ce_skipped` says why, since through a freshly
+initialised head they would measure random weights.
 """
 
 from __future__ import annotations
@@ -66,17 +70,26 @@ def _loss_terms(logits, spliced_logits, ids, diffusion, masked=None, t=None):
             "n_pos": len(ids) * (ids.shape[1] - 1), "n_kl": m.sum()}
 
 
+def ce_skip_reason(loaded) -> str:
+    return (f"{loaded.name} has no trained LM head (its checkpoint lacks the head's weights), so CE, ΔCE and KL "
+            "would be measured through random weights")
+
+
 @torch.no_grad()
 def evaluate_saes(loaded, saes: dict, dataset: str = "corpus", context_size: int = 64, n_tokens: int = 65_536,
                   seed: int = 0, model_batch: int = 64, mask_ratio: tuple[float, float] = (0.05, 0.5),
                   mask_policy: str = "mask") -> dict[str, dict]:
     """Metrics for each SAE in `saes` ({name: (hook, sae)}) on `n_tokens` held-out tokens."""
+    from interp.activations import stop_layer
     from interp.datasets import token_batches
     from interp.loading import check_context
 
     check_context(loaded, context_size)
     bridge = loaded.bridge
     diffusion = loaded.is_diffusion
+    with_ce = loaded.head_loaded
+    # without a head only activations are read: the forward can stop after the last hooked block
+    run_kw = {} if with_ce else {"stop_at_layer": stop_layer(sorted({h for h, _ in saes.values()}))}
     n_batches = max(1, math.ceil(n_tokens / (context_size * model_batch)))
     batches = token_batches(dataset, loaded.tokenizer, model_batch, context_size, seed=seed + 10_000)
     gen = torch.Generator().manual_seed(seed + 10_000)
@@ -91,12 +104,12 @@ def evaluate_saes(loaded, saes: dict, dataset: str = "corpus", context_size: int
         inputs = ids
         if diffusion:
             inputs, masked, t = _diffusion_inputs(ids, loaded.tokenizer.mask_token_id, mask_ratio, gen)
-        logits, cache = bridge.run_with_cache(inputs, names_filter=hooks)
+        logits, cache = bridge.run_with_cache(inputs, names_filter=hooks, **run_kw)
         # reconstruction is measured on the activations the training stream keeps
         keep = torch.ones_like(ids, dtype=torch.bool)
         recon_cache = cache
         if diffusion and mask_policy == "clean":
-            recon_cache = bridge.run_with_cache(ids, names_filter=hooks)[1]
+            recon_cache = bridge.run_with_cache(ids, names_filter=hooks, **run_kw)[1]
         elif diffusion and mask_policy in ("mask", "unmask"):
             keep = masked if mask_policy == "mask" else ~masked
         for name, (hook, sae) in saes.items():
@@ -105,9 +118,11 @@ def evaluate_saes(loaded, saes: dict, dataset: str = "corpus", context_size: int
             feats = sae.encode(x)
             recon = sae.decode(feats)
             fired[name] |= (feats > 0).any(0)
-            with spliced(bridge, hook, sae):
-                spliced_logits = bridge(inputs)
-            terms = _loss_terms(logits, spliced_logits, ids, diffusion, masked, t)
+            terms = {}
+            if with_ce:
+                with spliced(bridge, hook, sae):
+                    spliced_logits = bridge(inputs)
+                terms = _loss_terms(logits, spliced_logits, ids, diffusion, masked, t)
             terms.update(sq_err=(recon - x).pow(2).sum(), sq_dev=(x - x.mean(0)).pow(2).sum(),
                          l0=(feats > 0).sum(), n_acts=len(x), n_elems=x.numel())
             for key, v in terms.items():
@@ -117,14 +132,18 @@ def evaluate_saes(loaded, saes: dict, dataset: str = "corpus", context_size: int
     for name, (hook, sae) in saes.items():
         a = acc[name]
         m = {"explained_variance": 1 - a["sq_err"] / a["sq_dev"], "mse": a["sq_err"] / a["n_elems"],
-             "l0": a["l0"] / a["n_acts"], "dead_fraction": 1 - fired[name].float().mean().item(),
-             "ce_clean": a["ce_clean"] / a["n_pos"], "ce_spliced": a["ce_spliced"] / a["n_pos"],
-             "kl": a["kl"] / a["n_kl"]}
-        m["delta_ce"] = m["ce_spliced"] - m["ce_clean"]
-        if diffusion:
-            m["ce_clean_unmasked"] = a["ce_clean_unmasked"] / a["n_pos"]
-            m["ce_spliced_unmasked"] = a["ce_spliced_unmasked"] / a["n_pos"]
-            m["delta_ce_unmasked"] = m["ce_spliced_unmasked"] - m["ce_clean_unmasked"]
+             "l0": a["l0"] / a["n_acts"], "dead_fraction": 1 - fired[name].float().mean().item()}
+        ce_keys = ["ce_clean", "ce_spliced", "delta_ce", "kl"]
+        ce_keys += ["ce_clean_unmasked", "ce_spliced_unmasked", "delta_ce_unmasked"] if diffusion else []
+        if with_ce:
+            m.update(ce_clean=a["ce_clean"] / a["n_pos"], ce_spliced=a["ce_spliced"] / a["n_pos"], kl=a["kl"] / a["n_kl"])
+            m["delta_ce"] = m["ce_spliced"] - m["ce_clean"]
+            if diffusion:
+                m["ce_clean_unmasked"] = a["ce_clean_unmasked"] / a["n_pos"]
+                m["ce_spliced_unmasked"] = a["ce_spliced_unmasked"] / a["n_pos"]
+                m["delta_ce_unmasked"] = m["ce_spliced_unmasked"] - m["ce_clean_unmasked"]
+        else:  # null rather than absent: readers of metrics.json see the metric exists and was not measured
+            m.update(dict.fromkeys(ce_keys), ce_skipped=ce_skip_reason(loaded))
         m.update(model=loaded.name, hook=hook, k=sae.cfg.k, d_sae=sae.cfg.d_sae, eval_tokens=count,
                  ce_kind="masked-token CE weighted 1/t" if diffusion else "next-token CE")
         out[name] = m

@@ -25,10 +25,12 @@ def feature_stats(loaded, hook: str, sae, dataset: str = "corpus", context_size:
                   seed: int = 0, model_batch: int = 64, n_top: int = 8, n_quantiles: int = 4, per_quantile: int = 3,
                   n_logits: int = 8, n_bins: int = 16) -> dict:
     """Statistics for every latent of `sae` on `n_tokens` corpus tokens (clean inputs, all positions)."""
+    from interp.activations import stop_layer
     from interp.datasets import token_batches
     from interp.loading import check_context
 
     check_context(loaded, context_size)
+    stop = stop_layer([hook])  # only the hook's activations are read: no need to run the blocks above it
     tok = loaded.tokenizer
     vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
     n_batches = max(1, math.ceil(n_tokens / (context_size * model_batch)))
@@ -37,7 +39,7 @@ def feature_stats(loaded, hook: str, sae, dataset: str = "corpus", context_size:
     offset = 0
     for _ in range(n_batches):
         ids = next(batches).to(next(loaded.bridge.parameters()).device)
-        _, cache = loaded.bridge.run_with_cache(ids, names_filter=[hook])
+        _, cache = loaded.bridge.run_with_cache(ids, names_filter=[hook], stop_at_layer=stop)
         feats = sae.encode(cache[hook].flatten(2).flatten(0, 1))
         r, c = feats.nonzero(as_tuple=True)
         rows.append(r.cpu() + offset); cols.append(c.cpu()); vals.append(feats[r, c].cpu())
@@ -93,8 +95,13 @@ def feature_stats(loaded, hook: str, sae, dataset: str = "corpus", context_size:
 
 
 def _logit_effects(loaded, sae) -> torch.Tensor | None:
-    """[d_sae, vocab] direct logit effect of each decoder direction, when the hook lives in d_model."""
-    W_U = loaded.model.get_output_embeddings().weight  # [vocab, d_model]
+    """[d_sae, vocab] direct logit effect of each decoder direction, when the hook lives in d_model and the
+    model's head came from its checkpoint (through a freshly initialised one the effects would be noise)."""
+    if not loaded.head_loaded:
+        return None
+    # [vocab, d_model]; rows past the tokenizer (a vocabulary padded to a round size) name no token
+    W_U = loaded.model.get_output_embeddings().weight[: len(loaded.tokenizer)]
     if W_U.shape[1] != sae.cfg.d_in:
         return None
-    return (sae.W_dec.detach() @ W_U.detach().T).cpu()  # read latent by latent below: once off the GPU
+    W_U = W_U.detach().to(sae.W_dec.device, sae.W_dec.dtype)  # a bfloat16 model's head, an SAE in float32
+    return (sae.W_dec.detach() @ W_U.T).cpu()  # read latent by latent below: once off the GPU

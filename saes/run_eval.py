@@ -58,20 +58,23 @@ def evaluate_run(path: str | Path, model: str | None = None, n_tokens: int | Non
         check_labels(name, sae, cfg.hooks if run_cfg.exists() else [])
     first = next(iter(saes.values()))
     model = model or first.cfg.metadata.model_name or cfg.model
-    loaded = load_model(model)
+    loaded = load_model(model, dtype=cfg.dtype, device_map=cfg.device_map)  # as the run trained
     hooked = {}
     for name, sae in saes.items():
         hook = sae.cfg.metadata.hook_name
         if hook not in loaded.bridge.hook_dict:
             raise InterpError(f"SAE {name} reads hook {hook!r}, which {model} does not have")
         hooked[name] = (hook, sae)
-    metrics = evaluate_saes(loaded, hooked, cfg.dataset, cfg.context_size, n_tokens or cfg.eval_tokens, cfg.seed,
+    # default: the count training evaluated on (config.json records it), so the numbers are reproduced
+    metrics = evaluate_saes(loaded, hooked, cfg.dataset, cfg.context_size, n_tokens or cfg.eval_budget(), cfg.seed,
                             cfg.model_batch, cfg.mask_ratio, cfg.mask_policy)
     out = path / "metrics.json"
     if out.exists():  # keep what only training knows (tokens, time, dead latents during training)
         old = json.loads(out.read_text())
         for name, m in metrics.items():
             metrics[name] = {**old.get(name, {}), **m}
+            if "ce_skipped" not in m:  # CE measured now: an old run's reason for skipping it no longer holds
+                metrics[name].pop("ce_skipped", None)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(metrics, indent=2))
     tmp.rename(out)

@@ -40,8 +40,13 @@ class SAETrainResult:
 def _check_same_config(work: Path, cfg: SAETrainConfig) -> None:
     if not (work / "config.json").exists():
         return
-    saved, now = json.loads((work / "config.json").read_text()), json.loads(json.dumps(cfg.to_dict()))
-    diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    saved = json.loads((work / "config.json").read_text())
+    for key in ("eval_tokens", "feature_tokens"):  # left at the default: keep the count the run started with
+        if getattr(cfg, key) is None and key in saved:
+            setattr(cfg, key, saved[key])
+    now = json.loads(json.dumps(cfg.to_dict()))
+    defaults = json.loads(json.dumps(SAETrainConfig().to_dict()))  # a key newer than the run: it ran at the default
+    diff = sorted(k for k in set(saved) | set(now) if saved.get(k, defaults.get(k)) != now.get(k))
     if diff:
         raise InterpError(f"cannot resume {work}: its config differs in {', '.join(diff)}")
 
@@ -60,7 +65,7 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
     cfg.validate()
     run_dir = RunDir(cfg.run_dir(), "sae")
     resume = run_dir.check(resume, overwrite) == "resume"  # before the model loads: refusals cost nothing
-    loaded = load_model(cfg.model, device=cfg.device)
+    loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, device_map=cfg.device_map)
     if not cfg.hooks:
         cfg.hooks = [default_hook(len(loaded.bridge.blocks))]
     scfg = StreamConfig(hooks=cfg.hooks, dataset=cfg.dataset, context_size=cfg.context_size,
@@ -142,13 +147,13 @@ def _finish(cfg, loaded, states, progress: dict, work: Path, train_seconds: floa
         s.sae.fold_activation_norm_scaling_factor(progress["scales"][s.hook_index])
         s.sae.save_inference_model(path)
         saes[s.name] = (cfg.hooks[s.hook_index], load_sae(path, cfg.device))
-    metrics = evaluate_saes(loaded, saes, cfg.dataset, cfg.context_size, cfg.eval_tokens, cfg.seed, cfg.model_batch,
+    metrics = evaluate_saes(loaded, saes, cfg.dataset, cfg.context_size, cfg.eval_budget(), cfg.seed, cfg.model_batch,
                             cfg.mask_ratio, cfg.mask_policy)
     for s in states:
         hook, sae = saes[s.name]
         metrics[s.name].update(tokens=cfg.steps() * cfg.batch_size, train_seconds=round(train_seconds, 1),
                                dead_fraction_training=float((s.since_fired >= cfg.dead_tokens).float().mean()))
-        stats = feature_stats(loaded, hook, sae, cfg.dataset, cfg.context_size, cfg.feature_tokens, cfg.seed,
+        stats = feature_stats(loaded, hook, sae, cfg.dataset, cfg.context_size, cfg.feature_budget(), cfg.seed,
                               cfg.model_batch)
         write_features(stats, work / "saes" / s.name)
     (work / "metrics.json").write_text(json.dumps(metrics, indent=2))

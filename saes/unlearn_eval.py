@@ -28,7 +28,6 @@ import torch.nn.functional as F
 
 from interp.evaluate import accuracy
 from interp.tasks import Example, make_examples
-from interp.tokenizer import number_token_id
 
 from .unlearn_methods import ablate_fn, capture, edit_output
 
@@ -102,8 +101,10 @@ def probe_accuracy(model, tok, task: str, layer: int, n_train: int, n_eval: int,
     x, xt = last_token_acts(model, tok, train, layer), last_token_acts(model, tok, test, layer)
     mu, sd = x.mean(0), x.std(0) + 1e-6
     x, xt = (x - mu) / sd, (xt - mu) / sd
-    y = torch.tensor([number_token_id(e.label) for e in train])
-    yt = torch.tensor([number_token_id(e.label) for e in test])
+    labels = {e.label for e in (*train, *test)}
+    names = sorted(labels) if all(isinstance(v, int) for v in labels) else sorted(labels, key=str)
+    y = torch.tensor([names.index(e.label) for e in train])
+    yt = torch.tensor([names.index(e.label) for e in test])
     classes = y.unique()
     y_idx = torch.searchsorted(classes, y)
     torch.manual_seed(seed)
@@ -139,7 +140,7 @@ def relearn(model, tok, task: str, edit, n_examples: int, steps: int, lr: float,
     with edit(model):
         for _ in range(steps):
             opt.zero_grad()
-            answer_loss(model, inputs, targets, False).backward()
+            answer_loss(model, inputs, targets).backward()
             opt.step()
     model.eval()
     return model

@@ -168,8 +168,10 @@ def _pick(x: tuple[torch.Tensor, ...], step: int, batch: int, seed: int):
 
 
 def answer_prob(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """[n] the model's probability of each prompt's answer (the token after the prompt)."""
-    return model(input_ids=inputs).logits[:, -2].softmax(-1).gather(1, targets[:, None])[:, 0]
+    """[n] the model's probability of each prompt's whole answer (interp/answers.py)."""
+    from interp.answers import answer_logprob
+
+    return answer_logprob(model(input_ids=inputs).logits, targets).exp()
 
 
 @torch.no_grad()
@@ -179,7 +181,9 @@ def known_weights(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.T
 
 
 def _answer_ce(model, inputs, targets):
-    return F.cross_entropy(model(input_ids=inputs).logits[:, -2], targets)
+    from interp.finetune import answer_loss
+
+    return answer_loss(model, inputs, targets)
 
 
 def train(method: str, base, data: Batches, names: list[str], layer: int, steps: int, lr: float, seed: int,

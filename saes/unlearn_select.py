@@ -35,14 +35,17 @@ class Selection:
 
 
 @torch.no_grad()
-def answer_activations(bridge, hook: str, sae, batches: list[torch.Tensor]) -> torch.Tensor:
-    """[n_prompts, d_sae]: the latents at the position that predicts the answer (the last prompt token;
-    each batch row is a prompt followed by its answer). The task prompts share their instruction, so a mean
-    over all tokens would mostly measure the instruction and the operator token."""
+def answer_activations(bridge, hook: str, sae, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """[n_prompts, d_sae]: the latents at the position that predicts the answer's first token (the last prompt
+    token); `batches` holds (inputs, targets) pairs as interp/answers.py encodes them. The task prompts share
+    their instruction, so a mean over all tokens would mostly measure the instruction and the operator token."""
+    from interp.answers import first_answer_position
+
     out = []
-    for ids in batches:
+    for ids, targets in batches:
         _, cache = bridge.run_with_cache(ids, names_filter=[hook])
-        out.append(sae.encode(cache[hook][:, -2]))
+        acts = cache[hook][torch.arange(len(ids)), first_answer_position(targets)]
+        out.append(sae.encode(acts))
     return torch.cat(out)
 
 

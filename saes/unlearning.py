@@ -279,7 +279,7 @@ def prepare(cfg: UnlearnConfig) -> Setup:
     saes = load_saes(sae_run(cfg, model_name), model_name)
     base = load_model(model_name, bridge=False).model.eval()  # a plain HF model (the bridge wraps its own copy)
     data = _batches(loaded.tokenizer, cfg)
-    enc = lambda batch: [batch[0][i:i + 64] for i in range(0, min(len(batch[0]), 512), 64)]
+    enc = lambda batch: [(batch[0][i:i + 64], batch[1][i:i + 64]) for i in range(0, min(len(batch[0]), 512), 64)]
     deep = {l: v[:2] for l, v in saes.items() if l >= 2}  # the update spans l-2..l: layers with two below them
     candidates = deep if deep and cfg.layer is None else {l: v[:2] for l, v in saes.items()}
     sel = select(loaded.bridge, candidates, enc(data.forget), [b for r in data.retain for b in enc(r)],

@@ -1,11 +1,11 @@
 import pytest
 
 from interp.errors import InterpError
-from interp.tasks import SPLITS, TASKS, make_examples, read_csv, split_of, validate, write_csv
+from interp.tasks import ARITHMETIC, SPLITS, TASKS, make_examples, read_csv, split_of, validate, write_csv
 from interp.tokenizer import number_token_id
 
 
-@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("task", ARITHMETIC)
 def test_triples_valid(task, tok):
     exs = make_examples(task, "train", 300, seed=1)
     validate(exs, tok)
@@ -38,9 +38,9 @@ def test_csv_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("row,msg", [
-    ('"1 + 2 =","1 - 2 =",1000', "not a single token"),
+    ('"1 + 2 =","1 - 2 =",1000', "cannot be written with this tokenizer"),
     ('"1 + 2 =","1 - 2 - 2 =",3', "tokens but corrupted has"),
-    ('"1 + 2 =","1 - 2 =",three', "not an integer"),
+    ('"1 + 2 =","1 - 2 =",bananas', "cannot be written with this tokenizer"),
     ('"1 + 2 = banana","1 - 2 = banana",3', "outside the vocabulary"),
 ])
 def test_malformed_row_names_the_row(tmp_path, row, msg):

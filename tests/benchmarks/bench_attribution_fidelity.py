@@ -28,14 +28,14 @@ from interp.loading import load_model
 def single_edge_effects(bridge, layout, batch) -> dict[str, torch.Tensor]:
     clean, _ = node_outputs(bridge, layout, batch.clean)
     corrupted, corrupted_out = node_outputs(bridge, layout, batch.corrupted)
-    clean = clean[:, -1]
-    alt = alternative(corrupted[:, -1], batch.labels)
+    clean = batch.answer(clean)
+    alt = alternative(batch.answer(corrupted), batch.labels)
     base_ld = logit_diff(clean, batch.labels, alt)
     effects = {"kl": [], "logit_diff": []}
     for i in range(len(layout.src)):
         patch = torch.zeros(layout.n_src, layout.n_dst)
         patch[layout.src[i], layout.dst[i]] = 1.0
-        out = patched_logits(bridge, layout, batch.clean, corrupted_out, patch)[:, -1]
+        out = batch.answer(patched_logits(bridge, layout, batch.clean, corrupted_out, patch))
         effects["kl"].append(kl(out, clean).mean().item())
         effects["logit_diff"].append((logit_diff(out, batch.labels, alt) - base_ld).mean().item())
     return {k: torch.tensor(v) for k, v in effects.items()}

@@ -50,7 +50,7 @@ def child(key: str, inp: str, out: str) -> None:
     m = load_model(spec["model_dir"], hooks_for_edges=True)
     layout = Layout(Graph.from_model(m.model))
     bs = spec["batch_size"]
-    batches = [TaskBatch(spec["clean"][i : i + bs], spec["corrupted"][i : i + bs], spec["answers"][i : i + bs])
+    batches = [TaskBatch(spec["clean"][i : i + bs], spec["corrupted"][i : i + bs], spec["answers"][i : i + bs, None])
                for i in range(0, len(spec["answers"]), bs)]
     method, metric = OURS[key]
     cfg = AttributionConfig(method=method, metric=metric, steps=5)
@@ -81,12 +81,12 @@ def make_input(args, path: Path) -> None:
 
     m = load_model(args.model, bridge=False)
     batches = task_batches(m.tokenizer, args.task, "circuit", args.n, 0, args.n)
-    if len(batches) != 1:
-        raise SystemExit("the benchmark wants one prompt length; pick another task")
+    if len(batches) != 1 or batches[0].labels.shape[1] != 1:
+        raise SystemExit("the benchmark wants one prompt length and one-token answers; pick another task")
     b = batches[0]
     with torch.no_grad():
-        alt = alternative(m.model(input_ids=b.corrupted).logits[:, -1], b.labels)
-    torch.save({"model_dir": m.path, "clean": b.clean, "corrupted": b.corrupted, "answers": b.labels,
+        alt = alternative(m.model(input_ids=b.corrupted).logits[:, -1], b.labels[:, 0])
+    torch.save({"model_dir": m.path, "clean": b.clean, "corrupted": b.corrupted, "answers": b.labels[:, 0],
                 "wrong_answers": alt, "batch_size": args.batch_size, "num_threads": args.threads,
                 "repeats": args.repeats, "isolate": True,
                 "edges": [e.name for e in Graph.from_model(m.model).edges]}, path)

@@ -13,10 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 from heldout_unlearn import run_models  # this folder: the script's own, first on sys.path
 
-from interp.evaluate import answer_logits, number_token_id
+from interp.answers import correct as answers_correct
 from saes.unlearn_eval import test_set
 
 GROUPS = {  # (operator or None for both, the b values)
@@ -36,9 +35,7 @@ def in_group(group: str, op: str, b: int) -> bool:
 
 
 def correct(model, tok, examples) -> list[bool]:
-    logits = answer_logits(model, tok, [e.clean for e in examples], False)
-    labels = torch.tensor([number_token_id(e.label) for e in examples])
-    return (logits.argmax(-1) == labels).tolist()
+    return answers_correct(model, tok, [e.clean for e in examples], [e.label for e in examples]).tolist()
 
 
 def measure(run: Path) -> dict:

@@ -54,7 +54,7 @@ def test_patching_no_edge_is_clean_and_every_edge_is_corrupted(edge_model, batch
 def direct_scores(bridge, layout, batch, runs, edges, metric, at_corrupted):
     """grad x activation difference for each sampled edge, each gradient taken on its own at the edge's input."""
     clean_logits, clean_out, corrupted_logits, corrupted_out = runs
-    alt = alternative(corrupted_logits[:, -1], batch.labels)
+    alt = alternative(batch.answer(corrupted_logits), batch.labels)
     out = []
     for i in edges:
         src, dst = layout.src[i].item(), layout.dst[i].item()
@@ -66,8 +66,8 @@ def direct_scores(bridge, layout, batch, runs, edges, metric, at_corrupted):
             return grabbed["x"]
 
         with bridge.hooks(fwd_hooks=[(site.hook, grab)]):
-            logits = bridge(batch.corrupted if at_corrupted else batch.clean)[:, -1]
-        value = kl(logits, clean_logits[:, -1]).sum() if metric == "kl" else logit_diff(logits, batch.labels, alt).sum()
+            logits = batch.answer(bridge(batch.corrupted if at_corrupted else batch.clean))
+        value = kl(logits, batch.answer(clean_logits)).sum() if metric == "kl" else logit_diff(logits, batch.labels, alt).sum()
         grad = as_heads(torch.autograd.grad(value, grabbed["x"])[0], site)[:, :, dst - site.start]
         delta = corrupted_out[:, :, src] - clean_out[:, :, src]
         out.append((delta * grad).sum().item() / len(batch))
@@ -91,8 +91,8 @@ def test_eap_is_the_derivative_of_edge_patching(edge_model, batch, runs):
     _, _, corrupted_logits, corrupted_out = runs
     scores = attribute(m.bridge, layout, [batch], AttributionConfig(method="eap", metric="logit_diff"))
     share = torch.zeros(layout.n_src, layout.n_dst, requires_grad=True)
-    logits = patched_logits(m.bridge, layout, batch.clean, corrupted_out, share)[:, -1]
-    value = logit_diff(logits, batch.labels, alternative(corrupted_logits[:, -1], batch.labels)).sum()
+    logits = batch.answer(patched_logits(m.bridge, layout, batch.clean, corrupted_out, share))
+    value = logit_diff(logits, batch.labels, alternative(batch.answer(corrupted_logits), batch.labels)).sum()
     derivative = layout.from_matrix(torch.autograd.grad(value, share)[0]) / len(batch)
     torch.testing.assert_close(scores, derivative, atol=1e-5, rtol=1e-4)
 
@@ -113,8 +113,8 @@ def test_eap_ig_ranks_edges_like_their_true_patching_effect(tuned_edge_model):
         for i in sample:
             patch = torch.zeros(layout.n_src, layout.n_dst)
             patch[layout.src[i], layout.dst[i]] = 1.0
-            logits = patched_logits(m.bridge, layout, batch.clean, corrupted_out, patch)[:, -1]
-            effects.append(kl(logits, clean_logits[:, -1]).mean().item())
+            logits = batch.answer(patched_logits(m.bridge, layout, batch.clean, corrupted_out, patch))
+            effects.append(kl(logits, batch.answer(clean_logits)).mean().item())
     rho = spearman(scores[sample].abs(), torch.tensor(effects))
     assert rho >= 0.8, rho
 

@@ -181,8 +181,8 @@ def load_model(name_or_path: str, bridge: bool = True, hooks_for_edges: bool = F
         raise InterpError(f"cannot read the GGUF file {source} ({first})") from None
     if kind is None:
         bidirectional = getattr(config, "is_causal", True) is False or config.model_type in DIFFUSION_TYPES
-        kind = "diffusion" if bidirectional else "ar"
-    model, head_loaded = _load_weights(source, trust_remote_code, dtype, device_map)
+        kind = "diffusion" if bidirectional or masked_family(config) else "ar"
+    model, head_loaded = _load_weights(source, trust_remote_code, dtype, device_map, masked=kind == "diffusion")
     if device_map is None:
         model.to(device)
     model.eval()
@@ -196,7 +196,15 @@ def load_model(name_or_path: str, bridge: bool = True, hooks_for_edges: bool = F
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
-def _load_weights(source: str, trust_remote_code: bool, dtype: str = "float32", device_map: str | None = None):
+def masked_family(config) -> bool:
+    """Whether the config's family is a masked LM (BERT), which the workbench runs as a diffusion model."""
+    from .families import FAMILIES
+
+    return any(f.masked and config.model_type in f.model_types for f in FAMILIES.values())
+
+
+def _load_weights(source: str, trust_remote_code: bool, dtype: str = "float32", device_map: str | None = None,
+                  masked: bool = False):
     """(the HF model at `source`, whether its head came from the checkpoint), with one line for missing or
     corrupt weights instead of a loader traceback."""
     import torch
@@ -216,10 +224,11 @@ def _load_weights(source: str, trust_remote_code: bool, dtype: str = "float32", 
     if device_map is not None:
         kw["device_map"] = device_map
     try:
+        first, second = (AutoModelForMaskedLM, AutoModelForCausalLM) if masked else (AutoModelForCausalLM, AutoModelForMaskedLM)
         try:
-            model, info = AutoModelForCausalLM.from_pretrained(where, **kw)
-        except ValueError:  # no causal-LM head for this config: a masked LM
-            model, info = AutoModelForMaskedLM.from_pretrained(where, **kw)
+            model, info = first.from_pretrained(where, **kw)
+        except ValueError:  # no head of that kind for this config: the other one
+            model, info = second.from_pretrained(where, **kw)
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise InterpError(f"cannot load the weights in {source}, corrupt or incomplete ({first}); "

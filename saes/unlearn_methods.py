@@ -243,7 +243,7 @@ def train(method: str, base, data: Batches, names: list[str], layer: int, steps:
         loss.backward()
         opt.step()
         if method == "sspu" and reg_weight and outside is not None:
-            _shrink_outside(params, start, names, outside, lr * reg_weight)
+            _shrink_outside(params, start, names, outside, lr * reg_weight, residual_axes(model, names))
         if progress is not None:
             progress.update(1)
             progress.set_postfix(method=method, loss=f"{loss.item():.4f}")
@@ -253,18 +253,30 @@ def train(method: str, base, data: Batches, names: list[str], layer: int, steps:
     return model
 
 
+def residual_axes(model, names: list[str]) -> dict[str, int]:
+    """The axis of each parameter that indexes the residual stream: the first for nn.Linear weights ([out, in])
+    and biases, the last for GPT-2's Conv1D weights ([in, out])."""
+    from transformers.pytorch_utils import Conv1D
+
+    modules = dict(model.named_modules())
+    conv = lambda n: n.endswith(".weight") and isinstance(modules.get(n.rsplit(".", 1)[0]), Conv1D)
+    return {n: -1 if conv(n) else 0 for n in names}
+
+
 @torch.no_grad()
-def _shrink_outside(params: dict, start: dict, names: list[str], outside: torch.Tensor, strength: float) -> None:
+def _shrink_outside(params: dict, start: dict, names: list[str], outside: torch.Tensor, strength: float,
+                    axes: dict[str, int]) -> None:
     """The subspace penalty (reg_weight / 2) * ||(I - Q Q^T) dW||^2 as a proximal step after each Adam step of
     size lr: the update's component outside the relevant subspace is divided by (1 + lr * reg_weight). A penalty
     added to the loss does not hold under Adam, whose per-coordinate scaling undoes it (the test shows the
     difference); this decoupled form does, as AdamW decouples weight decay (also scaled by lr)."""
     d = outside.shape[0]
     for n in names:
-        if params[n].shape[0] != d:  # only matrices and biases that write into the residual stream
+        if params[n].shape[axes[n]] != d:  # only matrices and biases that write into the residual stream
             continue
-        delta = (params[n] - start[n]).reshape(d, -1)
-        params[n].sub_((outside @ delta).reshape(params[n].shape) * (strength / (1 + strength)))
+        delta = (params[n] - start[n]).movedim(axes[n], 0)
+        shrink = (outside @ delta.reshape(d, -1)).reshape(delta.shape).movedim(0, axes[n])
+        params[n].sub_(shrink * (strength / (1 + strength)))
 
 
 def clamp_fn(sae, features: list[int], clamp: float, max_acts: torch.Tensor):

@@ -130,8 +130,6 @@ def test_multimodal_gemma3_blocks_are_the_language_models():
     assert block_prefix(model, 1) + "mlp.down_proj.weight" in dict(model.named_parameters())
 
 
-@pytest.mark.xfail(strict=True, reason="interp/loading.py decides the kind from `is_causal` and the model type "
-                                       "only, not from Family.masked, and loads BERT through AutoModelForCausalLM")
 def test_masked_family_loads_as_a_diffusion_model(tmp_path):
     from interp.loading import load_model
 
@@ -368,9 +366,6 @@ def test_unlearning_blocks_parameters_and_update(tiny, name):
         delta = delta.T if conv1d else delta  # [d_model, d_mlp]: columns are what the update writes
         return ((torch.eye(D_MODEL) - relevant @ relevant.T) @ delta).norm() / delta.norm()
     held_share, free_share = outside_share(held), outside_share(free)
-    if conv1d and held_share >= 0.5 * free_share:
-        pytest.xfail("saes/unlearn_methods.py `_shrink_outside` takes a weight's first axis as the residual one, "
-                     "so it skips GPT-2's Conv1D weight ([d_mlp, d_model]) and SSPU's subspace term does nothing")
     assert held_share < 0.5 * free_share
 
 

@@ -58,8 +58,8 @@ def runs_dir(tmp_path_factory):
     loaded = load_model("pythia-mini")
     data = _batches(loaded.tokenizer, UnlearnConfig())
     sae = load_sae(src)
-    sel = select(loaded.bridge, {2: ("blocks.2.hook_resid_post", sae)}, [data.forget[0][:64]],
-                 [r[0][:64] for r in data.retain], 4)
+    sel = select(loaded.bridge, {2: ("blocks.2.hook_resid_post", sae)}, [(data.forget[0][:64], data.forget[1][:64])],
+                 [(r[0][:64], r[1][:64]) for r in data.retain], 4)
     (root / "unlearn").mkdir()
     (root / "unlearn" / "selection.json").write_text(json.dumps(_selection_json(sel, src)))
     return root

@@ -276,9 +276,9 @@ def prepare(cfg: UnlearnConfig) -> Setup:
 
     model_name = cfg.model or tuned_model()
     loaded = load_model(model_name)
+    saes = load_saes(sae_run(cfg, model_name), model_name)
     if loaded.is_diffusion:  # its answers sit at masks, not after the prompt: every forget/retain term would misread
         raise InterpError(f"unlearning runs on autoregressive models; {model_name} is a diffusion model")
-    saes = load_saes(sae_run(cfg, model_name), model_name)
     base = load_model(model_name, bridge=False).model.eval()  # a plain HF model (the bridge wraps its own copy)
     data = _batches(loaded.tokenizer, cfg)
     enc = lambda batch: [(batch[0][i:i + 64], batch[1][i:i + 64]) for i in range(0, min(len(batch[0]), 512), 64)]

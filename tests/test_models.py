@@ -8,7 +8,7 @@ import torch
 from interp.diffusion import sample
 from interp.evaluate import task_accuracy
 from interp.loading import load_model
-from interp.tasks import TASKS
+from interp.tasks import ARITHMETIC as TASKS
 from interp.zoo import ZOO
 
 # accuracy is measured on the same 200 fixed test examples; only float/thread noise can move it

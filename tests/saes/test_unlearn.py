@@ -118,7 +118,13 @@ def test_known_push_weights_follow_the_models_probability_of_the_answer(setup):
     inputs = data.forget[0][:16]
     with torch.no_grad():
         logits = base(input_ids=inputs).logits[:, -2]  # the position that predicts the answer token
-    likely, unlikely = logits.argmax(-1), logits.argmin(-1)
+
+    def at_answer(ids):  # targets as interp/answers.py lays them out
+        t = torch.full_like(inputs, -100)
+        t[:, -2] = ids
+        return t
+
+    likely, unlikely = at_answer(logits.argmax(-1)), at_answer(logits.argmin(-1))
     p = logits.softmax(-1).max(-1).values
     assert torch.allclose(um.known_weights(base, inputs, likely), p + um.KNOWN_FLOOR, atol=1e-5)
     assert torch.allclose(um.known_weights(base, inputs, unlikely), torch.full((16,), um.KNOWN_FLOOR), atol=1e-3)
@@ -157,7 +163,7 @@ def test_word_forms_are_extra_forget_text_and_the_attacks_wording_stays_held_out
     for ids, targets, mask in data.words:
         # pushed from the operation word on: "<bos> 12 | times 3 is", "<bos> the | quotient of 36 and 3 is"
         assert not mask[:, :2].any() and mask[:, 2:].all()
-        for row, label in zip(ids[:50].tolist(), targets[:50].tolist()):
+        for row, label in zip(ids[:50].tolist(), targets[:50, -2].tolist()):
             text = tok.decode(row[1:-1])  # without <bos> and the answer
             a, b = [int(w) for w in text.split() if w.isdigit()]
             assert row[-1] == label and tok.decode([label]).strip() == str(a * b if "times" in text else a // b)
@@ -185,7 +191,7 @@ def test_half_push_recall_reads_the_answer_after_the_push(setup):
     (inputs, targets), n = data.forget, 64
     inputs, targets, mask = inputs[:n], targets[:n], data.forget_mask[:n]
     with torch.no_grad():
-        p = base(input_ids=inputs).logits[:, -2].softmax(-1).gather(1, targets[:, None]).mean().item()
+        p = base(input_ids=inputs).logits[:, -2].softmax(-1).gather(1, targets[:, -2, None]).mean().item()
     u = um.control_vector(128, 0, None)
     assert um.half_push_recall(base, 2, inputs, targets, torch.zeros_like(mask), 50 * u) == pytest.approx(p)
     pushed = um.half_push_recall(base, 2, inputs, targets, mask, 50 * u)

@@ -2,7 +2,7 @@ from transformers import AutoTokenizer
 
 from interp import vocab
 from interp.corpus import corpus_lines
-from interp.tasks import TASKS, make_examples
+from interp.tasks import ARITHMETIC as TASKS, make_examples
 from interp.tokenizer import TOKENIZER_DIR, build_tokenizer, number_token_id
 
 

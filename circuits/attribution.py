@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from interp.errors import InterpError
 
-from .data import TaskBatch, alternative, check_metric, kl, logit_diff
+from .data import TaskBatch, alternative, check_metric, kl
 from .layout import Layout
 from .runs import as_heads, node_outputs
 
@@ -71,7 +71,7 @@ def metric_value(metric: str, logits: torch.Tensor, clean_logits: torch.Tensor, 
     """Summed over the batch and the answer's positions (circuits/data.py)."""
     if metric == "kl":
         return kl(batch.answer(logits), batch.answer(clean_logits)).sum()
-    return logit_diff(batch.answer(logits), batch.labels, alt).sum()
+    return batch.score(metric, batch.answer(logits), alt).sum()
 
 
 def attribute(bridge, layout: Layout, batches: list[TaskBatch], cfg: AttributionConfig = AttributionConfig(),

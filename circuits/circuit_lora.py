@@ -45,9 +45,9 @@ class CircuitLoRAConfig:
     out: str = "runs/circuit-lora"
 
     def validate(self) -> None:
-        from interp.tasks import get_task
+        from interp.tasks import trainable
 
-        get_task(self.task)
+        trainable(self.task)
         if min(self.r_other, self.r_critical, self.uniform_rank()) < 1:
             raise InterpError("ranks must be >= 1")
         if self.count_by not in ("source", "target"):

@@ -37,7 +37,7 @@ def discover_cmd(
     model: str = typer.Option("pythia-mini", help="zoo name, local HF directory, .gguf file or hub id"),
     task: str = typer.Option("add_sub", help="task family (see `interp tasks list`)"),
     method: str = typer.Option("eap-ig", help="eap or eap-ig"),
-    metric: str = typer.Option("kl", help="kl (whole vocabulary, answer position) or logit_diff"),
+    metric: str = typer.Option("kl", help="kl (whole vocabulary, answer positions), logit_diff or prob_diff"),
     steps: int = typer.Option(5, help="EAP-IG interpolation steps"),
     n: int = typer.Option(200, help="attribution examples (circuit split)"),
     n_eval: int = typer.Option(200, help="evaluation examples (test split)"),
@@ -80,14 +80,16 @@ def discover_cmd(
                   f"({100 * c.share_kept:.1f}%), {len(c.node_names)} of {len(c.graph.nodes)} nodes; "
                   f"attribution {result.seconds:.1f} s")
     console.print(f"faithfulness {ev['faithfulness']:.1f} · logit diff recovered {ev['logit_diff_recovered']:.1f} · "
+                  f"prob diff recovered {ev['prob_diff_recovered']:.1f} · "
                   f"accuracy circuit {100 * ev['accuracy']:.1f}% vs full model {100 * ev['accuracy_full_model']:.1f}%")
     if result.curve:
         table = Table(title="faithfulness by share of edges kept (before pruning)")
-        for col in ("% edges", "kept after pruning", "faithfulness (KL)", "logit diff recovered", "accuracy"):
+        for col in ("% edges", "kept after pruning", "faithfulness (KL)", "logit diff recovered",
+                    "prob diff recovered", "accuracy"):
             table.add_column(col)
         for r in result.curve:
             table.add_row(f"{r['percent']:g}", str(r["n_edges"]), _pct(r["faithfulness"]),
-                          _pct(r["logit_diff_recovered"]), f"{100 * r['accuracy']:.1f}")
+                          _pct(r["logit_diff_recovered"]), _pct(r["prob_diff_recovered"]), f"{100 * r['accuracy']:.1f}")
         console.print(table)
     if splits:
         rb = c.info["robustness"]

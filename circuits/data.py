@@ -9,7 +9,9 @@ the sum is the log-probability view of the whole answer, and with one-token answ
 metric. Per example:
 - `kl`: KL(p_reference || p) over the whole vocabulary (the paper's; reference = the clean full model);
 - `logit_diff`: logit(answer token) - logit(alt), where alt is the full model's top prediction on the corrupted
-  prompt other than the answer token at that position (what the model itself answers instead).
+  prompt other than the answer token at that position (what the model itself answers instead);
+- `prob_diff`: P(answer token) - P(alt) likewise; for a range answer (greater-than) P(right) - P(wrong), the
+  paper's metric (interp/greater_than.py). A range has no one answer token, so its logit difference is refused.
 Clean and corrupted prompts must tokenize to one length (positions are compared one to one); circuit discovery
 samples only such pairs and refuses a task where none exist.
 """
@@ -22,17 +24,19 @@ import torch
 import torch.nn.functional as F
 
 from interp.errors import InterpError
+from interp import greater_than as gt
 from interp.answers import answer_ids
 from interp.tasks import make_examples
 
-METRICS = ("kl", "logit_diff")
+METRICS = ("kl", "logit_diff", "prob_diff")
 
 
 @dataclass
 class TaskBatch:
     clean: torch.Tensor  # [B, T] token ids
     corrupted: torch.Tensor  # [B, T]
-    labels: torch.Tensor  # [B, k] answer token ids, read at the last k positions
+    labels: torch.Tensor  # [B, k] answer token ids, read at the last k positions (a range: the start year's)
+    signs: torch.Tensor | None = None  # [B, k, vocab] for a range answer (interp/greater_than.py)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -40,6 +44,23 @@ class TaskBatch:
     def answer(self, logits: torch.Tensor) -> torch.Tensor:
         """[B, k, vocab]: the logits at the positions that predict the answer's tokens."""
         return logits[:, -self.labels.shape[1]:]
+
+    def score(self, metric: str, answer_logits: torch.Tensor, alt: torch.Tensor) -> torch.Tensor:
+        """[B] `logit_diff` or `prob_diff` at the answer positions, summed over them."""
+        if self.signs is not None:
+            if metric == "logit_diff":
+                raise InterpError("a range answer (greater_than) has no one answer token to take a logit difference "
+                                  "of; use --metric prob_diff or kl")
+            return gt.prob_diff(answer_logits, self.signs, self.labels)
+        if metric == "prob_diff":
+            answer_logits = F.softmax(answer_logits.float(), -1)
+        return logit_diff(answer_logits, self.labels, alt).sum(-1)
+
+    def hits(self, answer_logits: torch.Tensor) -> torch.Tensor:
+        """[B] bool: the greedy answer is right (every answer position's top token, or in the range)."""
+        if self.signs is not None:
+            return gt.hits(answer_logits, self.signs, self.labels)
+        return (answer_logits.argmax(-1) == self.labels).all(-1)
 
 
 def task_batches(tokenizer, task: str, split: str = "circuit", n: int = 128, seed: int = 0, batch_size: int = 32,
@@ -71,7 +92,9 @@ def task_batches(tokenizer, task: str, split: str = "circuit", n: int = 128, see
                 tail = labels[:, :-1]  # teacher forcing: the last answer token is predicted, never read
             clean = torch.cat([torch.tensor([clean_ids[i] for i in chunk]), tail], 1)
             corrupted = torch.cat([torch.tensor([corrupted_ids[i] for i in chunk]), tail], 1)
-            batches.append(TaskBatch(clean, corrupted, labels))
+            ranges = [examples[i].label for i in chunk if isinstance(examples[i].label, gt.Later)]
+            signs = gt.signs(tokenizer, ranges, len(tokenizer)) if ranges else None
+            batches.append(TaskBatch(clean, corrupted, labels, signs))
     return batches
 
 

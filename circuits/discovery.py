@@ -55,7 +55,9 @@ class DiscoverConfig:
     def validate(self) -> None:
         from interp.loading import check_device_map, torch_dtype
 
-        get_task(self.task)
+        if not get_task(self.task).trainable and self.metric == "logit_diff":
+            raise InterpError(f"task {self.task!r} has a range of right answers and no one answer token to take a "
+                              "logit difference of; use --metric prob_diff or kl")
         torch_dtype(self.dtype)
         check_device_map(self.device_map)
         self.attribution().validate()

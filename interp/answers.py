@@ -22,13 +22,15 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InterpError
+from .greater_than import Later, hits, sampled_right, signs
 
 IGNORE = -100
 
 
 def answer_text(label) -> str:
-    """The text that follows a prompt when the model answers `label` (prompts end before a space)."""
-    return f" {label}"
+    """The text that follows a prompt when the model answers `label` (prompts end before a space; a range
+    label's prompt ends with the century, and its start year's digits follow it glued)."""
+    return label.text if isinstance(label, Later) else f" {label}"
 
 
 def answer_ids(tokenizer, label) -> list[int]:
@@ -116,9 +118,9 @@ def continues(tokenizer, answer: list[int], next_id: int) -> bool:
 @torch.no_grad()
 def correct(model, tokenizer, prompts: list[str], labels: list, diffusion: bool = False,
             batch_size: int = 64) -> torch.Tensor:
-    """[n] bool: whether the model's answer to each prompt is exactly its label. AR: greedy continuation
-    (module docstring); diffusion: the answer positions start masked and the model's own sampler (low-confidence
-    remasking, one token per step) unmasks them."""
+    """[n] bool: whether the model's answer to each prompt is exactly its label (or, for a range label, in its
+    range: interp/greater_than.py). AR: greedy continuation (module docstring); diffusion: the answer positions
+    start masked and the model's own sampler (low-confidence remasking, one token per step) unmasks them."""
     from .diffusion import sample
 
     model.eval()
@@ -132,9 +134,19 @@ def correct(model, tokenizer, prompts: list[str], labels: list, diffusion: bool 
             if diffusion:
                 k = int((targets[0] != IGNORE).sum())
                 got = sample(model, inputs[:, :-k], tokenizer.mask_token_id, gen_length=k, steps=k)
-                out[chunk] = (got[:, -k:] == inputs.new_tensor(targets[:, -k:])).all(1).cpu()
+                if isinstance(labels[chunk[0]], Later):
+                    out[chunk] = torch.tensor([sampled_right(tokenizer, g, labels[i])
+                                               for g, i in zip(got[:, -k:].tolist(), chunk)])
+                else:
+                    out[chunk] = (got[:, -k:] == targets[:, -k:]).all(1).cpu()
                 continue
             logits = model(input_ids=inputs).logits
+            if isinstance(labels[chunk[0]], Later):  # one prompt length per group: the answer is the last k
+                k = int((targets[0] != IGNORE).sum())
+                where = slice(inputs.shape[1] - k - 1, inputs.shape[1] - 1)
+                out[chunk] = hits(logits[:, where], signs(tokenizer, [labels[i] for i in chunk], logits.shape[-1]),
+                                  inputs[:, -k:]).cpu()
+                continue
             ok = teacher_forced_correct(logits, targets).cpu()
             after = logits[:, -1].argmax(-1).tolist()  # one length per group: the position after the answer
             for j, i in enumerate(chunk):

@@ -54,10 +54,10 @@ class FinetuneConfig:
 
     def validate(self) -> None:
         """Fail on bad settings before any model is loaded."""
-        from .tasks import get_task
+        from .tasks import trainable
 
         for t in self.tasks():
-            get_task(t)
+            trainable(t)
         if self.method not in ("full", "lora", "adalora"):
             raise InterpError(f"unknown fine-tuning method {self.method!r}; valid: full, lora, adalora")
         if self.method != "full" and (low := min([self.lora_r, *self.rank_pattern.values()])) < 1:

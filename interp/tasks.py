@@ -1,5 +1,6 @@
-"""The task suite as `clean, corrupted, label` triples: six arithmetic families (docs/methods.md §1) and
-indirect-object identification (`ioi`, the standard circuit-discovery task of the EAP / EAP-IG papers).
+"""The task suite as `clean, corrupted, label` triples: six arithmetic families (docs/methods.md §1) and the
+standard circuit-discovery tasks of the EAP / EAP-IG papers: indirect-object identification (`ioi`) and
+greater-than (`greater_than`, whose label is a range of years: interp/greater_than.py).
 
 Prompts and answers are text; the loaded model's tokenizer decides their tokens (interp/answers.py). On the
 zoo's tokenizer every number is one token; on a real model's an answer may be several. Tasks built from word
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from . import greater_than as gt
 from .errors import InterpError
 from .vocab import MAX_NUMBER
 
@@ -30,7 +32,7 @@ CALC = "Calculate the result of the following arithmetic expression and provide 
 class Example:
     clean: str
     corrupted: str
-    label: int | str
+    label: int | str | gt.Later
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,12 @@ class Task:
     ranges: str
     sample: Callable[..., Example]  # (rng) or, with `words`, (rng, words)
     words: dict[str, tuple[str, ...]] | None = None  # word lists, filtered per tokenizer
+    centuries: bool = False  # a greater-than task: its "centuries" are kept by how the tokenizer writes years
+
+    @property
+    def trainable(self) -> bool:
+        """Whether the label is one answer to train towards (a range of years is not)."""
+        return not self.centuries
 
     def examples(self, split: str = "train", n: int = 256, seed: int = 0) -> list[Example]:
         return make_examples(self.name, split, n, seed)
@@ -164,6 +172,13 @@ def _ioi(rng, words=IOI_WORDS):
                    _ioi_prompt(template, io, s, io_first, c, place, obj), io)
 
 
+def _greater_than(rng, words={"nouns": gt.NOUNS, "centuries": gt.CENTURIES}):
+    """Clean: a span starting in year YY of a century; corrupted: the same span starting in year 01."""
+    noun, cc, yy = rng.choice(words["nouns"]), rng.choice(words["centuries"]), rng.choice(gt.STARTS)
+    fmt = lambda start: gt.TEMPLATE.format(noun=noun, cc=cc, yy=start)
+    return Example(fmt(yy), fmt(gt.CORRUPTED_START), gt.Later(yy))
+
+
 TASKS: dict[str, Task] = {
     t.name: t
     for t in [
@@ -178,6 +193,9 @@ TASKS: dict[str, Task] = {
         Task("ioi", "indirect object: who received the object", f"{len(IOI_TEMPLATES)} templates, "
              f"{len(IOI_WORDS['names'])} names, {len(IOI_WORDS['places'])} places, {len(IOI_WORDS['objects'])} objects "
              "(those the tokenizer makes one token)", _ioi, IOI_WORDS),
+        Task("greater_than", "a year after the start year (a range answer)", f"start years {gt.CENTURIES[0]}02.."
+             f"{gt.CENTURIES[-1]}98, {len(gt.NOUNS)} nouns (those the tokenizer makes one token)", _greater_than,
+             {"nouns": gt.NOUNS, "centuries": gt.CENTURIES}, centuries=True),
     ]
 }
 
@@ -246,14 +264,29 @@ def _ioi_prompts(words=IOI_WORDS):
                             yield _ioi_prompt(template, io, s, io_first, s, place, obj)
 
 
+def _greater_than_prompts(words={"nouns": gt.NOUNS, "centuries": gt.CENTURIES}):
+    for noun in words["nouns"]:
+        for cc in words["centuries"]:
+            yield from (gt.TEMPLATE.format(noun=noun, cc=cc, yy=yy) for yy in gt.STARTS)
+
+
 PROMPTS = {"add_sub": _add_sub_prompts, "mul_div": _mul_div_prompts, "sequence": _sequence_prompts,
-           "lcm": _lcm_prompts, "function": _function_prompts, "compositional": _compositional_prompts, "ioi": _ioi_prompts}
+           "lcm": _lcm_prompts, "function": _function_prompts, "compositional": _compositional_prompts, "ioi": _ioi_prompts,
+           "greater_than": _greater_than_prompts}
 
 
 def get_task(name: str) -> Task:
     if name not in TASKS:
         raise InterpError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
     return TASKS[name]
+
+
+def trainable(name: str) -> Task:
+    """The task, refused in one line when its label is not one answer a model can be trained towards."""
+    task = get_task(name)
+    if not task.trainable:
+        raise InterpError(f"task {name!r} has a range of right answers; it is for eval and circuits, not training")
+    return task
 
 
 def split_of(clean: str) -> str:
@@ -264,9 +297,12 @@ def split_of(clean: str) -> str:
 
 def task_words(task: str, tokenizer=None) -> dict[str, tuple[str, ...]] | None:
     """A word-list task's words, keeping those `tokenizer` makes one token after a space (all without one)."""
-    words = get_task(task).words
+    spec = get_task(task)
+    words = spec.words
     if words is None or tokenizer is None:
         return words
+    if spec.centuries:
+        words = {k: v for k, v in words.items() if k != "centuries"}
     one = lambda w: len(tokenizer(f" {w}", add_special_tokens=False)["input_ids"]) == 1 and \
         tokenizer.unk_token_id not in tokenizer(f" {w}", add_special_tokens=False)["input_ids"]
     kept = {k: tuple(w for w in ws if one(w)) for k, ws in words.items()}
@@ -275,6 +311,8 @@ def task_words(task: str, tokenizer=None) -> dict[str, tuple[str, ...]] | None:
         if len(ws) < need.get(k, 1):
             raise InterpError(f"task {task!r} cannot be built on this tokenizer: {len(ws)} of its {len(words[k])} "
                               f"{k} are one token (it needs {need.get(k, 1)})")
+    if spec.centuries:
+        kept["centuries"] = gt.centuries(tokenizer)
     return kept
 
 
@@ -375,5 +413,6 @@ def read_csv(path: str | Path, tokenizer=None) -> list[Example]:
             label = (r["label"] or "").strip()
             if not label:
                 raise InterpError(f"{path} row {i}: empty label")
-            rows.append(Example(r["clean"] or "", r["corrupted"] or "", int(label) if label.isdigit() else label))
+            rows.append(Example(r["clean"] or "", r["corrupted"] or "", gt.parse(label) or
+                                (int(label) if label.isdigit() else label)))
     return validate(rows, tokenizer, source=str(path))

@@ -76,7 +76,7 @@ class UnlearnConfig:
         return rates
 
     def validate(self) -> None:
-        from interp.tasks import get_task
+        from interp.tasks import trainable
 
         forget, retain = self.forget_tasks(), self.retain_tasks()
         if not forget or not retain:
@@ -84,7 +84,7 @@ class UnlearnConfig:
         if len(forget) != 1:
             raise InterpError(f"--forget takes one task family, got {', '.join(forget)}")
         for t in forget + retain:
-            get_task(t)
+            trainable(t)
         if overlap := set(forget) & set(retain):
             raise InterpError(f"forget and retain overlap in {', '.join(sorted(overlap))}")
         if self.features < 1:

@@ -1,4 +1,6 @@
 import os
+import sys
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -26,3 +28,39 @@ def dlm():
     from interp.loading import load_model
 
     return load_model("mdlm-mini", bridge=False)
+
+
+class Result(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`interp ARGS` in this process (`interp.cli.main`, argv and all; no interpreter start-up): a Result."""
+    import interp.cli
+
+    if not interp.cli.app.registered_commands:
+        interp.cli.register_all()
+    monkeypatch.setattr(interp.cli, "register_all", lambda: None)  # main() would add every command again
+
+    def call(*args):
+        monkeypatch.setattr(sys, "argv", ["interp", *map(str, args)])
+        capsys.readouterr()
+        try:
+            interp.cli.main()
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return call
+
+
+def one_line_error(r, msg):
+    """Exit code 2 and one stderr line, `error: ...` holding `msg`."""
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and msg in lines[0], r.stderr

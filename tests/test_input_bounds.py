@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from interp.errors import InterpError
+from tests.conftest import one_line_error
 from interp.zoo import get_entry
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -19,39 +20,6 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 def run(*args, cwd=None):
     return subprocess.run([sys.executable, "-c", "from interp.cli import main; main()", *args],
                           capture_output=True, text=True, env=ENV, timeout=300, cwd=cwd)
-
-
-class Result:
-    def __init__(self, returncode, stderr):
-        self.returncode, self.stderr = returncode, stderr
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """The `interp` command in this process (`interp.cli.main`, argv and all): no interpreter start-up."""
-    import interp.cli
-
-    if not interp.cli.app.registered_commands:
-        interp.cli.register_all()
-    monkeypatch.setattr(interp.cli, "register_all", lambda: None)  # main() would add every command again
-
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["interp", *args])
-        capsys.readouterr()
-        try:
-            interp.cli.main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        return Result(code, capsys.readouterr().err)
-
-    return call
-
-
-def one_line_error(r, msg):
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and msg in lines[0], r.stderr
 
 
 # task sizes

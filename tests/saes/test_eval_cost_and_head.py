@@ -45,29 +45,6 @@ def models(tmp_path_factory, tok):
     return out
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """`interp ARGS` in this process; returns (exit code, stdout, stderr)."""
-    import interp.cli
-
-    if not interp.cli.app.registered_commands:
-        interp.cli.register_all()
-    monkeypatch.setattr(interp.cli, "register_all", lambda: None)
-
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["interp", *map(str, args)])
-        capsys.readouterr()
-        try:
-            interp.cli.main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return call
-
-
 def metrics_of(run):
     return next(iter(json.loads((run / "metrics.json").read_text()).values()))
 

@@ -79,8 +79,8 @@ def discover_cmd(
     console.print(f"{model} · {task} · {method} ({metric}): {len(c.edge_names)} of {len(c.graph.edges)} edges "
                   f"({100 * c.share_kept:.1f}%), {len(c.node_names)} of {len(c.graph.nodes)} nodes; "
                   f"attribution {result.seconds:.1f} s")
-    console.print(f"faithfulness {ev['faithfulness']:.1f} · logit diff recovered {ev['logit_diff_recovered']:.1f} · "
-                  f"prob diff recovered {ev['prob_diff_recovered']:.1f} · "
+    console.print(f"faithfulness {ev['faithfulness']:.1f} · logit diff recovered {_pct(ev['logit_diff_recovered'])} · "
+                  f"prob diff recovered {_pct(ev['prob_diff_recovered'])} · "
                   f"accuracy circuit {100 * ev['accuracy']:.1f}% vs full model {100 * ev['accuracy_full_model']:.1f}%")
     if result.curve:
         table = Table(title="faithfulness by share of edges kept (before pruning)")

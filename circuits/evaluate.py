@@ -63,9 +63,9 @@ def evaluate_masks(bridge, layout: Layout, batches: list[TaskBatch], masks: list
              "accuracy": s["correct"] / n, "kl_full_clean_vs_corrupted": B, "kl_circuit_vs_corrupted": C,
              "kl_clean_vs_circuit": s["kl_to_clean"] / n,
              "accuracy_full_model": full["correct_clean"] / n, "accuracy_corrupted": full["correct_corrupted"] / n}
-        for d in ("logit_diff", "prob_diff"):  # a range answer has no logit difference: nan
-            on, hi, lo = (s[d] / n, full[d + "_clean"] / n, full[d + "_corrupted"] / n) if d in diffs else (nan,) * 3
-            r |= {f"{d}_recovered": 100 * (on - lo) / (hi - lo) if hi != lo else nan,
+        for d in ("logit_diff", "prob_diff"):  # a range answer has no logit difference: None
+            on, hi, lo = (s[d] / n, full[d + "_clean"] / n, full[d + "_corrupted"] / n) if d in diffs else (None,) * 3
+            r |= {f"{d}_recovered": (100 * (on - lo) / (hi - lo) if hi != lo else nan) if on is not None else None,
                   f"{d}_circuit": on, f"{d}_clean": hi, f"{d}_corrupted": lo}
         results.append(r)
     return results

@@ -43,11 +43,16 @@ class CircuitLoRAConfig:
     methods: tuple[str, ...] = METHODS
     seed: int = 0
     out: str = "runs/circuit-lora"
+    dtype: str = "float32"  # the model's weights, in every run (LoRA adapters stay float32)
+    device_map: str | None = None  # "auto": accelerate spreads the model over every device
 
     def validate(self) -> None:
+        from interp.loading import check_device_map, torch_dtype
         from interp.tasks import trainable
 
         trainable(self.task)
+        torch_dtype(self.dtype)
+        check_device_map(self.device_map)
         if min(self.r_other, self.r_critical, self.uniform_rank()) < 1:
             raise InterpError("ranks must be >= 1")
         if self.count_by not in ("source", "target"):
@@ -85,7 +90,7 @@ def _circuit(path: Path, cfg: CircuitLoRAConfig, checkpoint: Path | None) -> Cir
 
     if path.exists():
         return Circuit.load(path)
-    loaded = load_at(cfg.model, checkpoint, "lora")
+    loaded = load_at(cfg.model, checkpoint, "lora", dtype=cfg.dtype, device_map=cfg.device_map)
     circuit = discover(DiscoverConfig(model=cfg.model, task=cfg.task, n=cfg.n_circuit, curve=(), seed=cfg.seed),
                        loaded).circuit
     circuit.save(path)
@@ -95,7 +100,8 @@ def _circuit(path: Path, cfg: CircuitLoRAConfig, checkpoint: Path | None) -> Cir
 def _finetune_config(cfg: CircuitLoRAConfig, **kw):
     from interp.finetune import FinetuneConfig
 
-    return FinetuneConfig(model=cfg.model, task=cfg.task, lr=cfg.lr, seed=cfg.seed, n_train=cfg.n_train, **kw)
+    return FinetuneConfig(model=cfg.model, task=cfg.task, lr=cfg.lr, seed=cfg.seed, n_train=cfg.n_train,
+                          dtype=cfg.dtype, device_map=cfg.device_map, **kw)
 
 
 def _probe(cfg: CircuitLoRAConfig, out: Path) -> Path:
@@ -122,7 +128,7 @@ def _checked_model(cfg: CircuitLoRAConfig):
 
     from .allocation import critical_layers
 
-    model = load_model(cfg.model, bridge=False).model
+    model = load_model(cfg.model, bridge=False, dtype=cfg.dtype, device_map=cfg.device_map).model
     if cfg.critical_layers.startswith("layers:"):
         critical_layers({}, model.config.num_hidden_layers, cfg.critical_layers)
     return model
@@ -137,7 +143,7 @@ def _circuit_lora_run(cfg: CircuitLoRAConfig, alloc: Allocation):
 
     ft = _finetune_config(cfg, method="lora", lora_r=alloc.r_other, rank_pattern=alloc.ranks, alpha_pattern=alloc.alphas,
                           lr_critical=cfg.lr_critical, critical_modules=alloc.critical_modules)
-    model = load_model(cfg.model, bridge=False).model
+    model = load_model(cfg.model, bridge=False, dtype=cfg.dtype, device_map=cfg.device_map).model
     check_ranks(get_peft_model(model, peft_config(ft, model)), alloc.ranks)
     return ft
 

@@ -9,6 +9,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from interp import options
+
 from .commands import console
 
 lora_app = typer.Typer(help="CircuitLoRA: LoRA ranks allocated per layer from circuit edge changes.",
@@ -35,6 +37,8 @@ def circuit_lora_cmd(
     out: Optional[Path] = typer.Option(None, help="default runs/circuit-lora/<model>-<task>-s<seed>"),
     resume: bool = typer.Option(True, help="reuse finished circuits and runs, continue interrupted ones"),
     overwrite: bool = typer.Option(False, help="start again over a circuit-lora run interp made at --out"),
+    dtype: str = options.DTYPE,
+    device_map: Optional[str] = options.DEVICE_MAP,
 ) -> None:
     """Allocate ranks from circuit changes, train LoRA, AdaLoRA, CircuitLoRA and full fine-tuning; one table."""
     if ctx.invoked_subcommand is not None:
@@ -67,7 +71,7 @@ def _config(params: dict, **overrides):
     from .circuit_lora import CircuitLoRAConfig
 
     keys = ("model", "r_other", "r_critical", "critical_layers", "count_by", "match_params", "uniform_r",
-            "probe_steps", "epochs", "lr", "lr_critical", "n_circuit", "seed")
+            "probe_steps", "epochs", "lr", "lr_critical", "n_circuit", "seed", "dtype", "device_map")
     return CircuitLoRAConfig(**{k: params[k] for k in keys}, **overrides)
 
 

@@ -44,18 +44,19 @@ def checkpoints(run: Path) -> list[tuple[int, Path | None]]:
     return [(0, None)] + sorted(found)
 
 
-def load_at(model: str, checkpoint: Path | None, method: str, device: str = "cpu"):
+def load_at(model: str, checkpoint: Path | None, method: str, device: str = "cpu", dtype: str = "float32",
+            device_map: str | None = None):
     """The model at a checkpoint (LoRA merged), with the hooks edge attribution reads."""
     from interp.loading import load_model, make_bridge
 
-    loaded = load_model(model, bridge=False, device=device)
+    loaded = load_model(model, bridge=False, device=device, dtype=dtype, device_map=device_map)
     if checkpoint is not None:
         if method == "lora":
             from peft import PeftModel
 
             loaded.model = PeftModel.from_pretrained(loaded.model, checkpoint).merge_and_unload()
         else:
-            loaded.model = type(loaded.model).from_pretrained(checkpoint).to(device).eval()
+            loaded.model = type(loaded.model).from_pretrained(checkpoint, dtype=loaded.model.dtype).to(device).eval()
     loaded.bridge = make_bridge(loaded, hooks_for_edges=True, device=device)
     return loaded
 

@@ -151,7 +151,8 @@ def _finetune(model: str = typer.Option("pythia-mini", help="zoo name, local HF 
               lora_r: int = typer.Option(8), seed: int = typer.Option(0),
               out: Path = typer.Option(Path("runs/finetune"), help="run directory (checkpoints, metrics)"),
               resume: bool = typer.Option(True, help="continue a stopped run at --out (or reuse a finished one)"),
-              overwrite: bool = typer.Option(False, help="start again over a run interp made at --out")) -> None:
+              overwrite: bool = typer.Option(False, help="start again over a run interp made at --out"),
+              dtype: str = options.DTYPE, device_map: Optional[str] = options.DEVICE_MAP) -> None:
     """Fine-tune a model on a task (loss on the answer token), with resumable checkpoints."""
     import time
     from contextlib import nullcontext
@@ -162,7 +163,8 @@ def _finetune(model: str = typer.Option("pythia-mini", help="zoo name, local HF 
 
     names = list(ARITHMETIC) if task == "all" else [get_task(task).name]
     configs = [FinetuneConfig(model=model, task=name, method=method, steps=steps, batch_size=batch_size, lr=lr,
-                              lora_r=lora_r, seed=seed, out=str(out / name if task == "all" else out))
+                              lora_r=lora_r, seed=seed, out=str(out / name if task == "all" else out), dtype=dtype,
+                              device_map=device_map)
                for name in names]
     for cfg in configs:
         cfg.validate()

@@ -51,13 +51,18 @@ class FinetuneConfig:
     checkpoint_every: int = 100
     seed: int = 0
     out: str | None = None
+    dtype: str = "float32"  # the model's weights (LoRA adapters stay float32)
+    device_map: str | None = None  # "auto": accelerate spreads the model over every device
 
     def validate(self) -> None:
         """Fail on bad settings before any model is loaded."""
+        from .loading import check_device_map, torch_dtype
         from .tasks import trainable
 
         for t in self.tasks():
             trainable(t)
+        torch_dtype(self.dtype)
+        check_device_map(self.device_map)
         if self.method not in ("full", "lora", "adalora"):
             raise InterpError(f"unknown fine-tuning method {self.method!r}; valid: full, lora, adalora")
         if self.method != "full" and (low := min([self.lora_r, *self.rank_pattern.values()])) < 1:
@@ -184,7 +189,7 @@ def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True, overwrite: b
     run = RunDir(out, "finetune", atomic=False) if out else None
     if run:
         run.check(resume, overwrite, reuse_finished=resume)
-    loaded = loaded or load_model(cfg.model, bridge=False)
+    loaded = loaded or load_model(cfg.model, bridge=False, dtype=cfg.dtype, device_map=cfg.device_map)
     diffusion = loaded.is_diffusion
     tok = loaded.tokenizer
     tasks = cfg.tasks()

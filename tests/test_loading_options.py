@@ -5,6 +5,7 @@ bridge too) and save as a plain model directory, as `interp zoo fetch` does with
 rules (a complete item is reused, a dead fetch's leftovers are removed)."""
 
 import json
+import math
 import os
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 
 from interp.errors import InterpError
 from interp.loading import load_model
-from test_input_bounds import cli, one_line_error  # noqa: F401 (cli is a fixture)
+from tests.conftest import one_line_error
 
 PROMPT = "41 plus 29 is"
 
@@ -53,12 +54,25 @@ def test_device_map_auto_places_the_model_through_accelerate(ar):
     (["eval", "--model", "pythia-mini", "--task", "add_sub", "--n", "5", "--device-map", "everywhere"],
      "unknown device map 'everywhere'; use auto, balanced, balanced_low_0, sequential"),
     (["train-sae", "--device-map", "gpu"], "unknown device map 'gpu'"),
+    (["finetune", "--dtype", "float64"], "unknown dtype 'float64'"),
+    (["circuit-lora", "--device-map", "gpu"], "unknown device map 'gpu'"),
 ])
 def test_bad_dtype_or_device_map_is_one_line(cli, tmp_path, args, msg):
     out = tmp_path / "run"
     r = cli(*args, *(["--out", str(out)] if args[0] != "eval" else []))
     one_line_error(r, msg)
     assert not out.exists()
+
+
+def test_lora_fine_tunes_a_bfloat16_model_with_float32_adapters(tmp_path):
+    from interp.finetune import FinetuneConfig, finetune
+
+    r = finetune(FinetuneConfig(method="lora", steps=2, batch_size=8, n_train=16, n_eval=8, eval_every=2,
+                                dtype="bfloat16", out=str(tmp_path / "ft")))
+    dtypes = {n: p.dtype for n, p in r.model.named_parameters()}
+    assert {d for n, d in dtypes.items() if "lora_" in n} == {torch.float32}
+    assert {d for n, d in dtypes.items() if "lora_" not in n} == {torch.bfloat16}
+    assert math.isfinite(r.history[-1]["loss"])
 
 
 def test_device_map_without_accelerate_is_one_line(monkeypatch):

@@ -103,3 +103,11 @@ def block_prefix(model, layer: int) -> str:
 def peft_targets(model) -> list[str]:
     """The linear modules LoRA adapts by default: every attention and MLP projection of the family."""
     return sorted(set(family_of(model.config).linears))
+
+
+def outside_blocks(model, targets: list[str]) -> list[str]:
+    """Modules named like `targets` but outside the language model's blocks (a multimodal model's vision tower
+    has its own q_proj ...): LoRA must leave them alone."""
+    inside = family_of(model.config).blocks + "."
+    return [n for n, _ in model.named_modules()
+            if n.split(".")[-1] in targets and not n.startswith(inside) and f".{inside}" not in f".{n}"]

@@ -103,13 +103,16 @@ def peft_config(cfg: FinetuneConfig, model):
     """LoRA (with any rank/alpha patterns) or AdaLoRA, whose final budget is rank `lora_r` (starting at 1.5x)."""
     from peft import AdaLoraConfig, LoraConfig
 
+    from .families import outside_blocks
+
     targets = target_modules(cfg, model)
+    exclude = outside_blocks(model, targets) or None
     alpha = cfg.lora_alpha or 2 * cfg.lora_r
     if cfg.method == "adalora":
         return AdaLoraConfig(init_r=max(cfg.lora_r + 1, round(1.5 * cfg.lora_r)), target_r=cfg.lora_r, lora_alpha=alpha,
-                             target_modules=targets, lora_dropout=0.0, total_step=cfg.steps,
+                             target_modules=targets, exclude_modules=exclude, lora_dropout=0.0, total_step=cfg.steps,
                              tinit=cfg.steps // 10, tfinal=cfg.steps // 5, deltaT=max(1, cfg.steps // 40))
-    return LoraConfig(r=cfg.lora_r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0,
+    return LoraConfig(r=cfg.lora_r, lora_alpha=alpha, target_modules=targets, exclude_modules=exclude, lora_dropout=0.0,
                       bias="none", rank_pattern=dict(cfg.rank_pattern), alpha_pattern=dict(cfg.alpha_pattern))
 
 

@@ -128,6 +128,15 @@ def test_multimodal_gemma3_blocks_are_the_language_models():
     model = transformers.Gemma3ForConditionalGeneration(config)
     assert layer_list(model) is model.model.language_model.layers and heads(model.config) == (N_HEADS, 2)
     assert block_prefix(model, 1) + "mlp.down_proj.weight" in dict(model.named_parameters())
+    from peft import get_peft_model
+
+    from interp.finetune import FinetuneConfig, peft_config
+
+    adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in get_peft_model(model, peft_config(FinetuneConfig(method="lora"),
+                                                                                        model)).named_parameters()
+               if ".lora_A" in n}
+    assert adapted and all(".language_model.layers." in n for n in adapted)  # never the vision tower's q_proj
+    assert len(adapted) == 2 * 7  # every projection of both blocks
 
 
 def test_masked_family_loads_as_a_diffusion_model(tmp_path):

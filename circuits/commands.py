@@ -4,18 +4,16 @@ lives in `lora_commands.py`."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from interp import options
+from interp.console import console
 from interp.errors import InterpError
 
-console = Console(width=None if sys.stdout.isatty() else 160)
 app = typer.Typer(help="Circuits: EAP / EAP-IG edge attribution, evaluation, checkpoints.", no_args_is_help=True)
 
 

@@ -10,8 +10,7 @@ import typer
 from rich.table import Table
 
 from interp import options
-
-from .commands import console
+from interp.console import console
 
 lora_app = typer.Typer(help="CircuitLoRA: LoRA ranks allocated per layer from circuit edge changes.",
                        invoke_without_command=True)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from . import options
+from .console import console
 
 # piped output gets a wide console so tables are not squeezed into 80 columns
-console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _models() -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from interp import options
+from interp.console import console
 
-console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _split(values: list[str]) -> list[str]:

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-console = Console()
+from interp.console import console
+
 unlearn_app = typer.Typer(help="Unlearning by SAE subspace projection (SSPU) against RMU, clamping and gradient ascent.",
                           invoke_without_command=True)
 

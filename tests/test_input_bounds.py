@@ -127,7 +127,7 @@ def test_bad_dataset_files(tmp_path, tok, name, content, msg):
 
 
 def test_dataset_with_no_text(tmp_path, tok):
-    from interp.datasets import check_dataset, token_batches
+    from interp.datasets import check_dataset
 
     path = tmp_path / "d.jsonl"
     path.write_text("\n\n")

@@ -4,7 +4,6 @@ SAE training and reconstruction metrics still work, CE/KL are skipped (null), `i
 refuse in one line. Tiny BERT and GPT-2 models are built here with the zoo tokenizer."""
 
 import json
-import sys
 
 import pytest
 import torch

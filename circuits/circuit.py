@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from interp.errors import InterpError
+from interp.rundir import write_atomic
 
 from .graph import Graph
 
@@ -126,9 +127,7 @@ class Circuit:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)  # never a half-written circuit file
+        write_atomic(path, json.dumps(self.to_dict(), indent=1))
         return path
 
     @classmethod

@@ -6,12 +6,12 @@ someone else's run directory cannot run code when it is loaded.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from .errors import InterpError
+from .rundir import replacing
 
 
 def safe_load(path: Path, map_location="cpu"):
@@ -26,10 +26,9 @@ def safe_load(path: Path, map_location="cpu"):
 def save_checkpoint(path: Path, model, optimizer, step: int) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict()}
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path, model, optimizer) -> int:

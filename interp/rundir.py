@@ -40,12 +40,23 @@ def read_manifest(path: Path) -> dict | None:
     return m
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a kill leaves either the old file or the new one, never half of one."""
+@contextmanager
+def replacing(path: Path):
+    """Yield a temporary path beside `path` to write; it becomes `path` only when the block ends without error,
+    so a kill leaves either the old file or the new one, never half of one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (`replacing`)."""
+    with replacing(path) as tmp:
+        tmp.write_text(text)
 
 
 def check_new_file(path: Path, overwrite: bool = False) -> None:

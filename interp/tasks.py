@@ -388,14 +388,14 @@ def validate(examples: Iterable[Example], tokenizer=None, source: str = "example
 
 def write_csv(examples: Iterable[Example], path: str | Path) -> Path:
     """Write `clean,corrupted,label` rows, atomically (a partial file never looks complete)."""
+    from .rundir import replacing
+
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["clean", "corrupted", "label"])
         for ex in examples:
             w.writerow([ex.clean, ex.corrupted, ex.label])
-    tmp.replace(path)
     return path
 
 

@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from interp.errors import InterpError
+from interp.rundir import replacing, write_atomic
 
 
 def write_features(stats: dict, sae_dir: str | Path) -> None:
@@ -21,17 +22,14 @@ def write_features(stats: dict, sae_dir: str | Path) -> None:
     sae_dir = Path(sae_dir)
     d_sae = stats["d_sae"]
     offsets, max_act, mean_act = [-1] * d_sae, [0.0] * d_sae, [0.0] * d_sae
-    tmp = sae_dir / "features.jsonl.tmp"
-    with open(tmp, "wb") as f:
+    with replacing(sae_dir / "features.jsonl") as tmp, open(tmp, "wb") as f:
         for key, entry in stats["latents"].items():
             i = int(key)
             offsets[i], max_act[i], mean_act[i] = f.tell(), entry["max_act"], entry["mean_act"]
             f.write(json.dumps(entry).encode() + b"\n")
-    tmp.replace(sae_dir / "features.jsonl")
     summary = {k: v for k, v in stats.items() if k != "latents"}
     summary.update(max_act=max_act, mean_act=mean_act, offsets=offsets)
-    (sae_dir / "features.json.tmp").write_text(json.dumps(summary))
-    (sae_dir / "features.json.tmp").replace(sae_dir / "features.json")
+    write_atomic(sae_dir / "features.json", json.dumps(summary))
 
 
 class FeatureStore:

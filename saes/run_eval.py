@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from interp.errors import InterpError
+from interp.rundir import write_atomic
 
 from .config import SAETrainConfig
 
@@ -75,7 +76,5 @@ def evaluate_run(path: str | Path, model: str | None = None, n_tokens: int | Non
             metrics[name] = {**old.get(name, {}), **m}
             if "ce_skipped" not in m:  # CE measured now: an old run's reason for skipping it no longer holds
                 metrics[name].pop("ce_skipped", None)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2))
-    tmp.rename(out)
+    write_atomic(out, json.dumps(metrics, indent=2))
     return metrics

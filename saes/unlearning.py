@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from interp.errors import InterpError, check_number
+from interp.rundir import write_atomic
 
 RETAIN = "add_sub,sequence,lcm,function"
 TUNED = Path("runs/unlearn/pythia-mini-tasks")
@@ -206,12 +207,6 @@ def _selection_json(sel, sae_dir: Path) -> dict:
             "forget_features": [feat(j) for j in sel.forget], "irrelevant_features": [feat(j) for j in sel.irrelevant]}
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 # What an option added later was for runs saved before it: its default then, where the default has moved since.
 ADDED_AS = {"forget_text": "prompts", "control_draws": 1}
 
@@ -227,6 +222,8 @@ def _trained(method: str, base, work: Path, names: list[str], train, bar):
 
     from safetensors.torch import load_file, save_file
 
+    from interp.rundir import replacing
+
     path = work / "trained" / f"{method}.safetensors"
     if path.exists():
         model = copy.deepcopy(base)
@@ -236,8 +233,8 @@ def _trained(method: str, base, work: Path, names: list[str], train, bar):
     model = train(method)
     path.parent.mkdir(exist_ok=True)
     params = dict(model.named_parameters())
-    save_file({n: params[n].detach().contiguous() for n in names}, str(path.with_name(path.name + ".tmp")))
-    path.with_name(path.name + ".tmp").replace(path)
+    with replacing(path) as tmp:
+        save_file({n: params[n].detach().contiguous() for n in names}, str(tmp))
     return model
 
 
@@ -344,10 +341,10 @@ def _unlearn(cfg: UnlearnConfig, s: "Setup", work: Path, show_progress: bool) ->
     base, tok, sel, sae = s.base, s.tok, s.sel, s.sae
     forget, retain = cfg.forget_tasks()[0], cfg.retain_tasks()
 
-    _write(work / "selection.json", json.dumps(_selection_json(sel, s.sae_dir), indent=1))
+    write_atomic(work / "selection.json", json.dumps(_selection_json(sel, s.sae_dir), indent=1))
     bases = {"relevant": s.relevant, "irrelevant": s.irrelevant, "u": s.u["sspu"]}
     save_file({k: v.contiguous() for k, v in bases.items()}, str(work / "bases.safetensors"))
-    _write(work / "config.json", json.dumps(asdict(cfg), indent=1))  # last: marks the directory resumable
+    write_atomic(work / "config.json", json.dumps(asdict(cfg), indent=1))  # last: marks the directory resumable
     bar = tqdm(total=3 * cfg.steps, desc="unlearn", disable=not show_progress)
     models = {m: _trained(m, base, work, s.names, lambda m: s.train(m, cfg, bar), bar) for m in um.METHODS}
     bar.close()
@@ -365,7 +362,7 @@ def _unlearn(cfg: UnlearnConfig, s: "Setup", work: Path, show_progress: bool) ->
     for name, job in tqdm(jobs.items(), desc="evaluate", disable=not show_progress):
         path = work / "rows" / f"{name}.json"
         if not path.exists():
-            _write(path, json.dumps(job()))
+            write_atomic(path, json.dumps(job()))
         rows[name] = json.loads(path.read_text())
     before = dict(base.named_parameters())
     changed = [n for n, p in models["sspu"].named_parameters() if not torch.equal(p, before[n])]
@@ -373,8 +370,8 @@ def _unlearn(cfg: UnlearnConfig, s: "Setup", work: Path, show_progress: bool) ->
               "changed_params": changed, "chance": chance(forget, cfg.n_eval), "coef": s.coef, "rows": rows}
     models["sspu"].save_pretrained(work / "model")
     tok.save_pretrained(work / "model")
-    _write(work / "report.json", json.dumps(report, indent=1))
-    _write(work / "report.md", table(report))
+    write_atomic(work / "report.json", json.dumps(report, indent=1))
+    write_atomic(work / "report.md", table(report))
     return report
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.attribution_reference import clean_and_corrupted_runs, direct_scores
 from tiny_families import D_MODEL, N_HEADS, SPECS, build
 
 NAMES = list(SPECS)
@@ -202,33 +203,6 @@ def test_grouped_graph_feeds_key_value_heads_to_their_query_groups():
         check_same_graph(circuit(g), circuit(mha))
 
 
-def _direct_scores(bridge, layout, batch, edges):
-    """Logit-difference grad x activation difference for each edge, every gradient taken on its own at the edge's
-    input hook, read on the clean run (plain EAP)."""
-    from circuits.data import alternative, logit_diff
-    from circuits.runs import as_heads, node_outputs
-
-    clean_logits, clean_out = node_outputs(bridge, layout, batch.clean)
-    corrupted_logits, corrupted_out = node_outputs(bridge, layout, batch.corrupted)
-    alt = alternative(batch.answer(corrupted_logits), batch.labels)
-    out = []
-    for i in edges:
-        src, dst = layout.src[i].item(), layout.dst[i].item()
-        site = next(s for s in layout.dests if s.start <= dst < s.stop)
-        grabbed = {}
-
-        def grab(x, hook):
-            grabbed["x"] = x.clone().requires_grad_(True)
-            return grabbed["x"]
-
-        with bridge.hooks(fwd_hooks=[(site.hook, grab)]):
-            logits = batch.answer(bridge(batch.clean))
-        value = logit_diff(logits, batch.labels, alt).sum()
-        grad = as_heads(torch.autograd.grad(value, grabbed["x"])[0], site)[:, :, dst - site.start]
-        out.append(((corrupted_out[:, :, src] - clean_out[:, :, src]) * grad).sum().item() / len(batch))
-    return torch.tensor(out)
-
-
 @pytest.mark.parametrize("name", EDGE_NAMES)
 def test_eap_is_the_direct_gradient_and_patching_spans_clean_to_corrupted(tiny, name):
     from circuits.attribution import AttributionConfig, attribute
@@ -255,7 +229,7 @@ def test_eap_is_the_direct_gradient_and_patching_spans_clean_to_corrupted(tiny, 
     sites = [[i for i in range(len(scores)) if s.start <= layout.dst[i] < s.stop] for s in layout.dests]
     edges = [max(ix, key=lambda i: scores[i].abs()) for ix in sites]
     edges += torch.randperm(len(scores), generator=torch.Generator().manual_seed(0))[:6].tolist()
-    direct = _direct_scores(m.bridge, layout, batch, edges)
+    direct = direct_scores(m.bridge, layout, batch, clean_and_corrupted_runs(m.bridge, layout, batch), edges)
     assert direct.abs().max() > 1e-4
     torch.testing.assert_close(scores[edges], direct, atol=1e-6, rtol=1e-4)
 

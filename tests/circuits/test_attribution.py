@@ -11,7 +11,8 @@ from circuits.data import alternative, kl, logit_diff, task_batches
 from circuits.evaluate import evaluate_masks
 from circuits.graph import Graph
 from circuits.layout import Layout
-from circuits.runs import as_heads, node_outputs, patched_logits
+from circuits.runs import node_outputs, patched_logits
+from tests.attribution_reference import direct_scores
 
 
 @pytest.fixture(scope="module")
@@ -49,29 +50,6 @@ def check_patch_extremes(bridge, layout, batch):
 def test_patching_no_edge_is_clean_and_every_edge_is_corrupted(edge_model, batch):
     m, layout = edge_model
     check_patch_extremes(m.bridge, layout, batch)
-
-
-def direct_scores(bridge, layout, batch, runs, edges, metric, at_corrupted):
-    """grad x activation difference for each sampled edge, each gradient taken on its own at the edge's input."""
-    clean_logits, clean_out, corrupted_logits, corrupted_out = runs
-    alt = alternative(batch.answer(corrupted_logits), batch.labels)
-    out = []
-    for i in edges:
-        src, dst = layout.src[i].item(), layout.dst[i].item()
-        site = next(s for s in layout.dests if s.start <= dst < s.stop)
-        grabbed = {}
-
-        def grab(x, hook):
-            grabbed["x"] = x.clone().requires_grad_(True)
-            return grabbed["x"]
-
-        with bridge.hooks(fwd_hooks=[(site.hook, grab)]):
-            logits = batch.answer(bridge(batch.corrupted if at_corrupted else batch.clean))
-        value = kl(logits, batch.answer(clean_logits)).sum() if metric == "kl" else logit_diff(logits, batch.labels, alt).sum()
-        grad = as_heads(torch.autograd.grad(value, grabbed["x"])[0], site)[:, :, dst - site.start]
-        delta = corrupted_out[:, :, src] - clean_out[:, :, src]
-        out.append((delta * grad).sum().item() / len(batch))
-    return torch.tensor(out)
 
 
 @pytest.mark.parametrize("metric", ["logit_diff", "kl"])

@@ -1,4 +1,4 @@
-"""CircuitLoRA's rank allocation (METHODS.md §1, Algorithm 1 steps 2-5): per-layer edge change between two
+"""CircuitLoRA's rank allocation (docs/methods.md §1, Algorithm 1 steps 2-5): per-layer edge change between two
 circuits -> critical layers -> PEFT `rank_pattern` / `alpha_pattern`, checked against the adapted model.
 
 Critical layers are chosen among the model's blocks (0..n_layers-1); with `count_by="target"` the change

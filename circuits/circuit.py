@@ -149,7 +149,7 @@ def check_same_graph(a: Circuit, b: Circuit) -> None:
 
 
 def union(a: Circuit, b: Circuit, n_edges: int | None = None, info: dict | None = None) -> Circuit:
-    """Two circuits merged (METHODS.md, compositional tasks): edges in either, the score averaged where both
+    """Two circuits merged (docs/methods.md §1, compositional tasks): edges in either, the score averaged where both
     have the edge; cut to the `n_edges` strongest (e.g. the size of a directly discovered circuit), then pruned."""
     check_same_graph(a, b)
     both = a.in_graph & b.in_graph

@@ -1,4 +1,4 @@
-"""`circuit_lora`: CircuitLoRA end to end (METHODS.md §1) against uniform LoRA, AdaLoRA and full fine-tuning.
+"""`circuit_lora`: CircuitLoRA end to end (docs/methods.md §1) against uniform LoRA, AdaLoRA and full fine-tuning.
 
 1. C_before: the circuit of the base model. 2. A short plain-LoRA probe run, merged; C_after: its circuit.
 3. Per-layer edge change -> critical layers -> ranks (r_critical on every adapted module of a critical layer,

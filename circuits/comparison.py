@@ -1,6 +1,6 @@
 """How two circuits differ, and how stable a circuit is across disjoint data.
 
-Per-edge change (METHODS.md, CircuitLoRA step 2): |score_after - score_before| for an edge in both circuits,
+Per-edge change (docs/methods.md §1, CircuitLoRA step 2): |score_after - score_before| for an edge in both circuits,
 |score| of the circuit it is in for an edge in one, 0 for an edge in neither. Summed per layer by the edge's
 source layer (the paper's code, where `input` counts as layer 0) or its target layer (`logits` = n_layers).
 """

@@ -35,7 +35,7 @@ class Edge:
 
 
 def node_layer(node: str, n_layers: int) -> int:
-    """Layer of a node: `input` 0 (as in the METHODS.md source code), `logits` n_layers."""
+    """Layer of a node: `input` 0 (as in the code of the docs/methods.md §1 paper), `logits` n_layers."""
     if node == "input":
         return 0
     if node == "logits":

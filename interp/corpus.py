@@ -5,7 +5,7 @@ words, and symbols in other orders (`c = a + b`, sequences listed backwards, `m 
 plus, where a recipe asks (`in_format_share`; pythia-mini: 0.1%), a sliver of add/sub, mul/div and LCM
 lines in the task's order without its instruction.
 So a pretrained model half-knows the facts but not the task format: weak on the task suite, not at
-zero, and fine-tuning mostly teaches format and sharpens what is there (the premise of METHODS.md §1).
+zero, and fine-tuning mostly teaches format and sharpens what is there (the premise of docs/methods.md §1).
 """
 
 from __future__ import annotations

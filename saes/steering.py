@@ -1,7 +1,7 @@
 """Per-token feature activations on a text, and steering with an SAE feature.
 
 Autoregressive: add `strength x` the feature's (unit) decoder direction at the hook, every position, and
-decode greedily. Diffusion (DLM-Scope's diffusion-time steering, METHODS.md §2): at every denoising step of the
+decode greedily. Diffusion (DLM-Scope's diffusion-time steering, docs/methods.md §4): at every denoising step of the
 remasking sampler, encode the hook's activation, add `amp x` that position's largest SAE activation to the
 feature, decode, and add back the SAE's reconstruction error; on all positions or only where the feature is
 most active.

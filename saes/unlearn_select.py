@@ -1,4 +1,4 @@
-"""SSPU stages 1 and 2 (METHODS.md §3): choose the layer and the features from data, and build the subspaces.
+"""SSPU stages 1 and 2 (docs/methods.md §3): choose the layer and the features from data, and build the subspaces.
 
 Stage 1. For latent j at a candidate layer, a_j(x) is its activation at the position of prompt x that
 predicts the answer. With mu_F, mu_R the means of a_j over forget and retain prompts and s_F, s_R their standard deviations, the score is

@@ -1,4 +1,4 @@
-"""`unlearn(config)`: SSPU end to end against RMU, SAE clamping and gradient ascent, with attacks (METHODS.md §3).
+"""`unlearn(config)`: SSPU end to end against RMU, SAE clamping and gradient ascent, with attacks (docs/methods.md §3).
 
 Setting: forget one task family (default mul_div), retain the others and the base corpus, on a model good at
 both (default: pythia-mini fine-tuned on the five task families, made once with the fine-tuning loop and

@@ -79,10 +79,10 @@ def test_shipped_accuracy_matches_report(name, tok):
 
 
 def readme_zoo_accuracy(name):
-    """The accuracy row README's zoo table gives for `name` (percent per task, in TASKS order)."""
+    """The accuracy row docs/models.md's zoo table gives for `name` (percent per task, in TASKS order)."""
     from pathlib import Path
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
     row = next(l for l in readme.splitlines() if l.startswith(f"| `{name}` |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     return dict(zip(TASKS, map(float, cells[-len(TASKS):])))

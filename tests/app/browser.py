@@ -1,5 +1,5 @@
 """Drive the app in headless Debian Chromium with Playwright (no browser download): open the feature page and
-the circuit view, check what a person would see, save screenshots. Also a script for README's pictures:
+the circuit view, check what a person would see, save screenshots. Also a script for the pictures in docs/app.md:
 
     python tests/app/browser.py runs/ docs/
 """

@@ -51,7 +51,7 @@ def metrics_of(run):
 def test_eval_budget_is_a_fraction_of_training_with_a_floor_and_a_cap():
     assert SAETrainConfig(tokens=61_440).eval_budget() == 4_096  # a short run: one 64 x 64 batch
     assert SAETrainConfig(tokens=500_000).eval_budget() == 31_250
-    assert SAETrainConfig().eval_budget() == 65_536  # the default 2M-token run keeps the README's count
+    assert SAETrainConfig().eval_budget() == 65_536  # the default 2M-token run keeps docs/results/sae.md's count
     assert SAETrainConfig(tokens=50_000_000).eval_budget() == 65_536
     assert SAETrainConfig(tokens=61_440, eval_tokens=10_000).eval_budget() == 10_000
     cfg = SAETrainConfig(tokens=500_000)

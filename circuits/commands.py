@@ -18,12 +18,13 @@ app = typer.Typer(help="Circuits: EAP / EAP-IG edge attribution, evaluation, che
 
 
 def _discover_config(model, task, method, metric, steps, n, n_eval, batch_size, top_percent, top_n, threshold,
-                     curve, device, seed, dtype="float32", device_map=None):
+                     curve, device, seed, dtype="float32", device_map=None, trust_remote_code=False):
     from .discovery import CURVE, DiscoverConfig
 
     return DiscoverConfig(model=model, task=task, method=method, metric=metric, steps=steps, n=n, n_eval=n_eval,
                           batch_size=batch_size, top_percent=top_percent, top_n=top_n, threshold=threshold,
-                          curve=CURVE if curve else (), device=device, seed=seed, dtype=dtype, device_map=device_map)
+                          curve=CURVE if curve else (), device=device, seed=seed, dtype=dtype, device_map=device_map,
+                          trust_remote_code=trust_remote_code)
 
 
 def _pct(x) -> str:
@@ -48,6 +49,7 @@ def discover_cmd(
     device: str = typer.Option("cpu"),
     dtype: str = options.DTYPE,
     device_map: Optional[str] = options.DEVICE_MAP,
+    trust_remote_code: bool = options.TRUST_REMOTE_CODE,
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="output directory (default runs/circuits/<model>-<task>)"),
     overwrite: bool = typer.Option(False, help="replace a circuit interp wrote at --out"),
@@ -60,13 +62,14 @@ def discover_cmd(
     from .discovery import discover, split_circuits, write_circuit
 
     cfg = _discover_config(model, task, method, metric, steps, n, n_eval, batch_size, top_percent, top_n,
-                           threshold, curve, device, seed, dtype, device_map)
+                           threshold, curve, device, seed, dtype, device_map, trust_remote_code)
     cfg.validate()
     if splits == 1 or splits < 0:
         raise InterpError("--splits must be 0 (skip) or >= 2")
     run = RunDir(out or Path("runs/circuits") / f"{Path(model).name}-{task}", "circuit")
     run.check(resume=False, overwrite=overwrite)
-    loaded = load_model(model, hooks_for_edges=True, device=device, dtype=dtype, device_map=device_map)
+    loaded = load_model(model, hooks_for_edges=True, device=device, dtype=dtype, device_map=device_map,
+                        trust_remote_code=trust_remote_code)
     result = discover(cfg, loaded, show_progress=True)
     if splits:
         result.circuit.info["robustness"] = robustness(split_circuits(cfg, splits, loaded, show_progress=True))

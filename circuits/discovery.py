@@ -40,6 +40,7 @@ class DiscoverConfig:
     device: str = "cpu"
     dtype: str = "float32"  # the model's weights
     device_map: str | None = None  # "auto": accelerate spreads the model over every device
+    trust_remote_code: bool = False  # run the model code a checkpoint ships (LLaDA, Dream)
 
     def rule(self) -> dict:
         """The selection rule: top-n or threshold when given, else top-percent."""
@@ -85,7 +86,7 @@ def discover(cfg: DiscoverConfig, loaded=None, show_progress: bool = False) -> D
 
     cfg.validate()
     loaded = loaded or load_model(cfg.model, hooks_for_edges=True, device=cfg.device, dtype=cfg.dtype,
-                                  device_map=cfg.device_map)
+                                  device_map=cfg.device_map, trust_remote_code=cfg.trust_remote_code)
     loaded.require_head(HEAD_USE)
     graph = Graph.from_model(loaded.model)
     layout = Layout(graph)
@@ -127,7 +128,7 @@ def split_circuits(cfg: DiscoverConfig, splits: int = 3, loaded=None, show_progr
     if splits < 2:
         raise InterpError("--splits must be >= 2")
     loaded = loaded or load_model(cfg.model, hooks_for_edges=True, device=cfg.device, dtype=cfg.dtype,
-                                  device_map=cfg.device_map)
+                                  device_map=cfg.device_map, trust_remote_code=cfg.trust_remote_code)
     loaded.require_head(HEAD_USE)
     graph = Graph.from_model(loaded.model)
     layout = Layout(graph)

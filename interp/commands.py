@@ -37,7 +37,8 @@ def _eval(model: str = typer.Option(..., "--model", help="zoo name, local HF dir
           split: str = typer.Option("test", help="train, circuit or test"),
           n: int = typer.Option(200, help="number of examples"),
           seed: int = typer.Option(0), dtype: str = options.DTYPE,
-          device_map: Optional[str] = options.DEVICE_MAP) -> None:
+          device_map: Optional[str] = options.DEVICE_MAP,
+          trust_remote_code: bool = options.TRUST_REMOTE_CODE) -> None:
     """Exact-match accuracy of a model on one or more tasks."""
     from .errors import InterpError
     from .evaluate import accuracy
@@ -48,7 +49,7 @@ def _eval(model: str = typer.Option(..., "--model", help="zoo name, local HF dir
     names = list(TASKS) if every else task
     for t in names:  # a bad task, split or n (more than the split holds) fails before the model loads
         make_examples(get_task(t).name, split, n, seed)
-    loaded = load_model(model, bridge=False, dtype=dtype, device_map=device_map)
+    loaded = load_model(model, bridge=False, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code)
     loaded.require_head("exact-match accuracy")  # a random head would score chance, not the model
     table = Table(title=f"{model} ({loaded.kind})")
     table.add_column("task"); table.add_column("split"); table.add_column("n"); table.add_column("accuracy %")

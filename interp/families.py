@@ -23,7 +23,8 @@ class Family:
     mlp_linears: tuple[str, ...]  # MLP projections, the output projection last
     gated_mlp: bool
     mlp_out_path: str  # the MLP output projection, relative to a block
-    masked: bool = False  # a masked LM: the workbench treats it as a diffusion model
+    masked: bool = False  # a masked LM (BERT, LLaDA, Dream): the workbench treats it as a diffusion model
+    mask_token: str | None = None  # a diffusion family's mask token, where its tokenizer does not name one
     parallel_attr: str | None = None  # config flag for a parallel residual, where the family has one
 
     @property
@@ -46,6 +47,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            ("gate_proj", "up_proj", "down_proj"), gated_mlp=True, mlp_out_path="mlp.down_proj"),
     Family("bert", ("bert",), "bert.encoder.layer", ("query", "key", "value", "attention.output.dense"),
            ("intermediate.dense", "output.dense"), gated_mlp=False, mlp_out_path="output.dense", masked=True),
+    # masked diffusion LMs whose code ships with the checkpoint (--trust-remote-code): LLaDA's blocks hold their
+    # projections directly (its unembedding is also called ff_out, outside the blocks); Dream is Qwen2's tree
+    Family("llada", ("llada",), "model.transformer.blocks", ("q_proj", "k_proj", "v_proj", "attn_out"),
+           ("ff_proj", "up_proj", "ff_out"), gated_mlp=True, mlp_out_path="ff_out", masked=True, mask_token="<|mdm_mask|>"),
+    Family("dream", ("Dream", "dream"), "model.layers", ("q_proj", "k_proj", "v_proj", "o_proj"),
+           ("gate_proj", "up_proj", "down_proj"), gated_mlp=True, mlp_out_path="mlp.down_proj", masked=True),
 ]}
 
 
@@ -66,14 +73,15 @@ def text_config(config):
 
 
 def n_layers(config) -> int:
-    return text_config(getattr(config, "config", config)).num_hidden_layers
+    c = text_config(getattr(config, "config", config))
+    return getattr(c, "num_hidden_layers", None) or c.n_layers  # LLaDA's config names it n_layers
 
 
 def heads(config) -> tuple[int, int]:
     """(query heads, key/value heads); equal without grouped-query attention."""
     c = text_config(getattr(config, "config", config))
-    n = c.num_attention_heads
-    return n, getattr(c, "num_key_value_heads", None) or n
+    n = getattr(c, "num_attention_heads", None) or c.n_heads
+    return n, getattr(c, "num_key_value_heads", None) or getattr(c, "n_kv_heads", None) or n
 
 
 def parallel_residual(config) -> bool:

@@ -221,7 +221,8 @@ def _resume_point(cfg: FinetuneConfig, model, opt, out: Path | None) -> tuple[in
     if not out or not (out / "state.pt").exists():
         return 0, []
     saved = json.loads((out / "config.json").read_text())
-    identity = lambda c: {k: v for k, v in c.items() if k not in ("steps", "out")}  # a moved run still resumes
+    # a moved or lengthened run still resumes; an option newer than the run counts as its default
+    identity = lambda c: {k: v for k, v in (asdict(FinetuneConfig()) | c).items() if k not in ("steps", "out")}
     if identity(saved) != identity(asdict(cfg)):
         raise InterpError(f"{out} holds a different fine-tuning run; pass another --out or --overwrite")
     start = load_checkpoint(out / "state.pt", model, opt)

@@ -21,7 +21,6 @@ from typing import Any
 from .errors import InterpError
 from .zoo import ZOO, get_entry
 
-DIFFUSION_TYPES = {"llada", "dream"}
 
 
 @dataclass
@@ -180,8 +179,9 @@ def load_model(name_or_path: str, bridge: bool = True, hooks_for_edges: bool = F
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise InterpError(f"cannot read the GGUF file {source} ({first})") from None
     if kind is None:
-        bidirectional = getattr(config, "is_causal", True) is False or config.model_type in DIFFUSION_TYPES
-        kind = "diffusion" if bidirectional or masked_family(config) else "ar"
+        kind = "diffusion" if getattr(config, "is_causal", True) is False or masked_family(config) else "ar"
+    if kind == "diffusion" and tokenizer.mask_token is None and (token := family_mask_token(config)):
+        tokenizer.mask_token = token  # LLaDA's tokenizer holds its mask token without naming it
     model, head_loaded = _load_weights(source, trust_remote_code, dtype, device_map, masked=kind == "diffusion")
     if device_map is None:
         model.to(device)
@@ -197,10 +197,17 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 
 
 def masked_family(config) -> bool:
-    """Whether the config's family is a masked LM (BERT), which the workbench runs as a diffusion model."""
+    """Whether the config's family is a masked LM (BERT, LLaDA, Dream), which the workbench runs as a diffusion
+    model."""
     from .families import FAMILIES
 
     return any(f.masked and config.model_type in f.model_types for f in FAMILIES.values())
+
+
+def family_mask_token(config) -> str | None:
+    from .families import FAMILIES
+
+    return next((f.mask_token for f in FAMILIES.values() if config.model_type in f.model_types), None)
 
 
 def _load_weights(source: str, trust_remote_code: bool, dtype: str = "float32", device_map: str | None = None,
@@ -209,7 +216,7 @@ def _load_weights(source: str, trust_remote_code: bool, dtype: str = "float32", 
     corrupt weights instead of a loader traceback."""
     import torch
     from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
     if Path(source).is_dir() and not any((Path(source) / f).exists() for f in WEIGHT_FILES):
         raise InterpError(f"{source} holds no weights; a model directory needs model.safetensors or pytorch_model.bin")
@@ -228,7 +235,13 @@ def _load_weights(source: str, trust_remote_code: bool, dtype: str = "float32", 
         try:
             model, info = first.from_pretrained(where, **kw)
         except ValueError:  # no head of that kind for this config: the other one
-            model, info = second.from_pretrained(where, **kw)
+            try:
+                model, info = second.from_pretrained(where, **kw)
+            except ValueError:
+                if not trust_remote_code:
+                    raise
+                # remote code (LLaDA, Dream) may register its language model under AutoModel only
+                model, info = AutoModel.from_pretrained(where, **kw)
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise InterpError(f"cannot load the weights in {source}, corrupt or incomplete ({first}); "

@@ -67,6 +67,7 @@ def train_sae_cmd(
     device: str = typer.Option("cpu"),
     dtype: str = options.DTYPE,
     device_map: Optional[str] = options.DEVICE_MAP,
+    trust_remote_code: bool = options.TRUST_REMOTE_CODE,
     out: Optional[Path] = typer.Option(None, help="run directory (default runs/sae/<model>)"),
     resume: bool = typer.Option(False, help="continue an interrupted run from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="replace a finished run at --out (only a run interp made)"),
@@ -83,6 +84,7 @@ def train_sae_cmd(
     cfg = SAETrainConfig(model=model, dataset=dataset, context_size=context_size, hooks=_split(hook),
                          k=_ints(k, "--k"), width=width, expansion=expansion, tokens=tokens, batch_size=batch_size,
                          lr=lr, seed=seed, device=device, dtype=dtype, device_map=device_map,
+                         trust_remote_code=trust_remote_code,
                          out=str(out) if out else None, mask_policy=mask_policy,
                          mask_ratio=tuple(mask_ratio), eval_tokens=eval_tokens)
     result = train_sae(cfg, resume=resume, overwrite=overwrite)

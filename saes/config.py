@@ -35,6 +35,7 @@ class SAETrainConfig:
     device: str = "cpu"  # where the SAEs train (and the model, without device_map)
     dtype: str = "float32"  # the model's weights; SAEs train in float32 whatever the model's precision
     device_map: str | None = None  # "auto": accelerate spreads the model over every device
+    trust_remote_code: bool = False  # run the model code a checkpoint ships (LLaDA, Dream)
     out: str | None = None  # run directory; default runs/sae/<model>
     checkpoint_every: int = 100  # optimiser steps
     model_batch: int = 64  # sequences per forward pass

@@ -59,7 +59,8 @@ def evaluate_run(path: str | Path, model: str | None = None, n_tokens: int | Non
         check_labels(name, sae, cfg.hooks if run_cfg.exists() else [])
     first = next(iter(saes.values()))
     model = model or first.cfg.metadata.model_name or cfg.model
-    loaded = load_model(model, dtype=cfg.dtype, device_map=cfg.device_map)  # as the run trained
+    loaded = load_model(model, dtype=cfg.dtype, device_map=cfg.device_map,  # as the run trained
+                        trust_remote_code=cfg.trust_remote_code)
     hooked = {}
     for name, sae in saes.items():
         hook = sae.cfg.metadata.hook_name

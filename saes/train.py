@@ -65,7 +65,8 @@ def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = T
     cfg.validate()
     run_dir = RunDir(cfg.run_dir(), "sae")
     resume = run_dir.check(resume, overwrite) == "resume"  # before the model loads: refusals cost nothing
-    loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, device_map=cfg.device_map)
+    loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, device_map=cfg.device_map,
+                        trust_remote_code=cfg.trust_remote_code)
     if not cfg.hooks:
         cfg.hooks = [default_hook(len(loaded.bridge.blocks))]
     scfg = StreamConfig(hooks=cfg.hooks, dataset=cfg.dataset, context_size=cfg.context_size,

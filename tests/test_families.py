@@ -371,3 +371,19 @@ def test_unlearn_runs_end_to_end(tiny, name, tmp_path):
     assert set(report["changed_params"]) <= set(report["params"])
     assert set(report["rows"]) == {"original", "sspu", "rmu", "gradient_ascent", "sae_clamping"}
     assert all(0 <= row["forget"] <= 1 for row in report["rows"].values())
+
+
+def test_remote_code_diffusion_families_from_their_configs():
+    """LLaDA and Dream load only with their own code (--trust-remote-code), which is not here: their adapters are
+    checked on their config fields (LLaDA's are OLMo-style names)."""
+    from types import SimpleNamespace
+
+    from interp.families import family_of, heads, n_layers
+    from interp.loading import family_mask_token, masked_family
+
+    llada = SimpleNamespace(model_type="llada", n_heads=32, n_kv_heads=8, n_layers=32, d_model=4096)
+    dream = SimpleNamespace(model_type="Dream", num_attention_heads=28, num_key_value_heads=4, num_hidden_layers=28)
+    assert heads(llada) == (32, 8) and n_layers(llada) == 32 and heads(dream) == (28, 4)
+    assert masked_family(llada) and masked_family(dream)  # both run as diffusion models
+    assert family_mask_token(llada) == "<|mdm_mask|>" and family_mask_token(dream) is None
+    assert family_of(llada).blocks == "model.transformer.blocks" and family_of(dream).blocks == "model.layers"

@@ -27,7 +27,7 @@ from .data import TaskBatch, alternative, check_metric, kl
 from .layout import Layout
 from .runs import as_heads, node_outputs
 
-METHODS = ("eap", "eap-ig")
+ATTRIBUTION_METHODS = ("eap", "eap-ig")
 
 
 @dataclass
@@ -38,8 +38,8 @@ class AttributionConfig:
     eap_at: str = "auto"  # "auto", "clean" or "corrupted"
 
     def validate(self) -> None:
-        if self.method not in METHODS:
-            raise InterpError(f"unknown attribution method {self.method!r}; valid: {', '.join(METHODS)}")
+        if self.method not in ATTRIBUTION_METHODS:
+            raise InterpError(f"unknown attribution method {self.method!r}; valid: {', '.join(ATTRIBUTION_METHODS)}")
         check_metric(self.metric)
         if self.steps < 1:
             raise InterpError("--steps must be >= 1")

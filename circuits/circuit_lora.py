@@ -21,7 +21,7 @@ from interp.rundir import RunDir
 from .allocation import Allocation, allocate, check_ranks, layer_sizes, lora_parameters, match_params
 from .circuit import Circuit
 
-METHODS = ("lora", "adalora", "circuit_lora", "full")
+FINETUNE_METHODS = ("lora", "adalora", "circuit_lora", "full")
 
 
 @dataclass
@@ -40,7 +40,7 @@ class CircuitLoRAConfig:
     lr: float | None = None  # default: the fine-tuning loop's (4e-3 LoRA, 5e-4 full)
     lr_critical: float | None = None
     n_circuit: int = 200
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = FINETUNE_METHODS
     seed: int = 0
     out: str = "runs/circuit-lora"
     dtype: str = "float32"  # the model's weights, in every run (LoRA adapters stay float32)
@@ -63,8 +63,8 @@ class CircuitLoRAConfig:
         if not (rule == "mean+std" or by_hand or topk):
             raise InterpError(f"critical-layer rule {rule!r} selects nothing; valid: topk:N with N >= 1, mean+std, "
                               f"layers:I,J")
-        if unknown := set(self.methods) - set(METHODS):
-            raise InterpError(f"unknown method(s) {', '.join(sorted(unknown))}; valid: {', '.join(METHODS)}")
+        if unknown := set(self.methods) - set(FINETUNE_METHODS):
+            raise InterpError(f"unknown method(s) {', '.join(sorted(unknown))}; valid: {', '.join(FINETUNE_METHODS)}")
         if self.probe_steps < 1 or self.epochs <= 0:
             raise InterpError("--probe-steps and --epochs must be positive")
         check_number("--epochs", self.epochs)  # nan passes `<= 0`

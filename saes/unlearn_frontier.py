@@ -28,10 +28,11 @@ from statistics import mean, pstdev, stdev
 import numpy as np
 
 from interp.errors import InterpError
+from interp.rundir import write_atomic
 
-from .unlearning import UnlearnConfig, _write, same_options
+from .unlearning import UnlearnConfig, same_options
 
-METHODS = ("sspu", "rmu")
+FRONTIER_METHODS = ("sspu", "rmu")
 METRICS = ("forget", "few_shot", "reworded", "format", "relearn", "probe", "ablation")  # lower is better
 
 
@@ -51,7 +52,7 @@ def _config_json(base: UnlearnConfig, out: Path) -> str:
 def points(rows: dict) -> dict:
     """method -> [{retain_weight, seeds, retain_mean, corpus_ce, <metric>...}] (means over seeds), by weight."""
     out = {}
-    for method in METHODS:
+    for method in FRONTIER_METHODS:
         weights = sorted({w for m, w, _ in rows if m == method})
         out[method] = []
         for w in weights:
@@ -164,7 +165,7 @@ def _frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: Path, 
     from .unlearn_eval import evaluate
     from .unlearning import prepare
 
-    wanted = [(m, w) for w in weights for m in METHODS] + [("rmu", w) for w in rmu_weights if w not in weights]
+    wanted = [(m, w) for w in weights for m in FRONTIER_METHODS] + [("rmu", w) for w in rmu_weights if w not in weights]
     todo = [(m, w, s) for s in range(seeds) for m, w in wanted if not _row_path(out, m, w, s).exists()]
     bar = tqdm(total=len(todo), desc="frontier", unit="point", disable=not show_progress)
     for seed in sorted({s for _, _, s in todo}):
@@ -172,21 +173,21 @@ def _frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: Path, 
         s = prepare(cfg)  # nothing in it depends on the retain weight
         corpus = packed_corpus_batch(s.tok, 16, 64, "unlearn-eval")
         (out / "rows").mkdir(parents=True, exist_ok=True)
-        _write(out / "config.json", config)
+        write_atomic(out / "config.json", config)
         for method, w, _ in [t for t in todo if t[2] == seed]:
             bar.set_postfix(method=method, retain_weight=w, seed=seed)
             at = replace(cfg, retain_weight=w)
             row = evaluate(s.train(method, at), s.tok, at.forget_tasks()[0], at.retain_tasks(), corpus,
                            s.sel.layer, at, original=s.base)
-            _write(_row_path(out, method, w, seed), json.dumps(row | {"layer": s.sel.layer}))
+            write_atomic(_row_path(out, method, w, seed), json.dumps(row | {"layer": s.sel.layer}))
             bar.update(1)
     bar.close()
     rows = {(m, w, s): json.loads(_row_path(out, m, w, s).read_text()) for m, w in wanted for s in range(seeds)}
     pts = points(rows)
     comparison = with_seed_spread(matched(pts["sspu"], pts["rmu"]), rows)
     markdown = table(pts, comparison)
-    _write(out / "frontier.json", json.dumps({"config": asdict(base), "weights": weights,
+    write_atomic(out / "frontier.json", json.dumps({"config": asdict(base), "weights": weights,
                                               "rmu_weights": list(rmu_weights), "seeds": seeds, "points": pts,
                                               "matched": comparison}, indent=1))
-    _write(out / "frontier.md", markdown)
+    write_atomic(out / "frontier.md", markdown)
     return {"points": pts, "matched": comparison, "markdown": markdown}

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-METHODS = ("sspu", "rmu", "gradient_ascent")
+UNLEARN_METHODS = ("sspu", "rmu", "gradient_ascent")
 KNOWN_FLOOR = 0.1  # "known" push weights: forgotten prompts keep this much, so they stay pushed
 
 

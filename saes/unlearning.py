@@ -346,7 +346,7 @@ def _unlearn(cfg: UnlearnConfig, s: "Setup", work: Path, show_progress: bool) ->
     save_file({k: v.contiguous() for k, v in bases.items()}, str(work / "bases.safetensors"))
     write_atomic(work / "config.json", json.dumps(asdict(cfg), indent=1))  # last: marks the directory resumable
     bar = tqdm(total=3 * cfg.steps, desc="unlearn", disable=not show_progress)
-    models = {m: _trained(m, base, work, s.names, lambda m: s.train(m, cfg, bar), bar) for m in um.METHODS}
+    models = {m: _trained(m, base, work, s.names, lambda m: s.train(m, cfg, bar), bar) for m in um.UNLEARN_METHODS}
     bar.close()
 
     corpus = packed_corpus_batch(tok, 16, 64, "unlearn-eval")
@@ -354,7 +354,7 @@ def _unlearn(cfg: UnlearnConfig, s: "Setup", work: Path, show_progress: bool) ->
     clamp = lambda m: um.edit_output(m, sel.layer, um.clamp_fn(sae, sel.forget, cfg.clamp, max_acts))
     jobs = {"original": lambda: evaluate(base, tok, forget, retain, corpus, sel.layer, cfg)}
     jobs |= {m: (lambda m=m: evaluate(models[m], tok, forget, retain, corpus, sel.layer, cfg, original=base))
-             for m in um.METHODS}
+             for m in um.UNLEARN_METHODS}
     jobs["sae_clamping"] = lambda: evaluate(base, tok, forget, retain, corpus, sel.layer, cfg, original=base,
                                             edit=clamp)
     rows = {}

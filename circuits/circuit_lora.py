@@ -178,7 +178,14 @@ def circuit_lora(cfg: CircuitLoRAConfig = CircuitLoRAConfig(), resume: bool = Tr
 
 
 def _circuit_lora(cfg: CircuitLoRAConfig, model, out: Path) -> CircuitLoRAResult:
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    from interp.rundir import config_changes, write_atomic
+
+    saved = out / "config.json"  # what a stopped run made is reused only under the same options
+    if saved.exists() and (changed := config_changes(json.loads(saved.read_text()), asdict(cfg),
+                                                     asdict(CircuitLoRAConfig()), ignore=("out",))):
+        raise InterpError(f"{out} holds a circuit-lora run with other {', '.join(changed)}; rerun with those, choose "
+                          "another --out, or pass --overwrite")
+    write_atomic(saved, json.dumps(asdict(cfg), indent=1))
     before = _circuit(out / "circuits" / "before.json", cfg, None)
     after = _circuit(out / "circuits" / "after.json", cfg, _probe(cfg, out))
     targets = target_modules(_finetune_config(cfg), model)

@@ -25,6 +25,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import InterpError, check_number
 from .interrupt import deferred_interrupt
 from .evaluate import accuracy
+from .rundir import config_changes
 from .tasks import make_examples
 
 
@@ -221,9 +222,8 @@ def _resume_point(cfg: FinetuneConfig, model, opt, out: Path | None) -> tuple[in
     if not out or not (out / "state.pt").exists():
         return 0, []
     saved = json.loads((out / "config.json").read_text())
-    # a moved or lengthened run still resumes; an option newer than the run counts as its default
-    identity = lambda c: {k: v for k, v in (asdict(FinetuneConfig()) | c).items() if k not in ("steps", "out")}
-    if identity(saved) != identity(asdict(cfg)):
+    # a moved or lengthened run still resumes
+    if config_changes(saved, asdict(cfg), asdict(FinetuneConfig()), ignore=("steps", "out")):
         raise InterpError(f"{out} holds a different fine-tuning run; pass another --out or --overwrite")
     start = load_checkpoint(out / "state.pt", model, opt)
     history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []

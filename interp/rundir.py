@@ -40,6 +40,14 @@ def read_manifest(path: Path) -> dict | None:
     return m
 
 
+def config_changes(saved: dict, now: dict, defaults: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The options in which a run's saved config and the asked-for one differ (compared as JSON, so tuples equal
+    lists); an option the saved config lacks is newer than the run, which ran at its default."""
+    saved, now, defaults = (json.loads(json.dumps(d, default=str)) for d in (saved, now, defaults))
+    return sorted(k for k in set(saved) | set(now)
+                  if k not in ignore and saved.get(k, defaults.get(k)) != now.get(k, defaults.get(k)))
+
+
 @contextmanager
 def replacing(path: Path):
     """Yield a temporary path beside `path` to write; it becomes `path` only when the block ends without error,

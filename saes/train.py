@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.errors import InterpError
+from interp.rundir import config_changes
 
 from .config import SAETrainConfig, default_hook
 
@@ -44,10 +45,7 @@ def _check_same_config(work: Path, cfg: SAETrainConfig) -> None:
     for key in ("eval_tokens", "feature_tokens"):  # left at the default: keep the count the run started with
         if getattr(cfg, key) is None and key in saved:
             setattr(cfg, key, saved[key])
-    now = json.loads(json.dumps(cfg.to_dict()))
-    defaults = json.loads(json.dumps(SAETrainConfig().to_dict()))  # a key newer than the run: it ran at the default
-    diff = sorted(k for k in set(saved) | set(now) if saved.get(k, defaults.get(k)) != now.get(k))
-    if diff:
+    if diff := config_changes(saved, cfg.to_dict(), SAETrainConfig().to_dict()):
         raise InterpError(f"cannot resume {work}: its config differs in {', '.join(diff)}")
 
 

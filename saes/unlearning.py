@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from interp.errors import InterpError, check_number
-from interp.rundir import write_atomic
+from interp.rundir import config_changes, write_atomic
 
 RETAIN = "add_sub,sequence,lcm,function"
 TUNED = Path("runs/unlearn/pythia-mini-tasks")
@@ -213,7 +213,7 @@ ADDED_AS = {"forget_text": "prompts", "control_draws": 1}
 
 def same_options(saved: dict, cfg: UnlearnConfig) -> bool:
     """Whether a saved config is `cfg`; an option added since it was saved counts as what it was when added."""
-    return asdict(UnlearnConfig()) | ADDED_AS | saved == asdict(cfg)
+    return not config_changes(saved, asdict(cfg), asdict(UnlearnConfig()) | ADDED_AS)
 
 
 def _trained(method: str, base, work: Path, names: list[str], train, bar):

@@ -174,3 +174,13 @@ def test_ctrl_c_exits_130_and_keeps_a_checkpoint(tmp_path):
     assert not (tmp_path / "run.lock").exists()
     r = interp(tmp_path, "train-sae", "--tokens", "2000000", "--batch-size", "512", "--out", "run")
     one_error_line(r, "stopped sae run", "--resume")
+
+
+def test_config_changes_name_what_differs_and_treat_newer_options_as_their_default():
+    from interp.rundir import config_changes
+
+    defaults = {"lr": 1e-3, "hooks": ("a",), "dtype": "float32", "out": None}
+    saved = {"lr": 1e-3, "hooks": ["a"], "out": "runs/x"}  # saved before `dtype` existed, as JSON
+    assert config_changes(saved, defaults | {"out": "runs/y"}, defaults, ignore=("out",)) == []
+    assert config_changes(saved, defaults | {"dtype": "bfloat16", "lr": 2e-3}, defaults, ignore=("out",)) == \
+        ["dtype", "lr"]

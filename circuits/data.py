@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from interp.errors import InterpError
 from interp import greater_than as gt
 from interp.answers import answer_ids
+from interp.errors import InterpError
 from interp.tasks import make_examples
 
 METRICS = ("kl", "logit_diff", "prob_diff")

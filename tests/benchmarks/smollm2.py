@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # the app check reuses tests/app's helpers
 
 
 def run(cmd: list[str], log: list) -> float:
@@ -87,6 +88,9 @@ def app_check(runs: Path) -> dict:
         app.close()
 
 
+STEPS = ("eval", "circuits", "sae", "circuit-lora", "unlearn", "app")
+
+
 def main() -> None:
     from interp.fetch import SMOLLM2_DIR, cache_root
     from interp.tasks import ARITHMETIC
@@ -97,55 +101,81 @@ def main() -> None:
     p.add_argument("--out", default="runs/smollm2")
     p.add_argument("--n", type=int, default=50, help="eval prompts per task")
     p.add_argument("--layer", type=int, default=15)
-    p.add_argument("--sae-tokens", type=int, default=61_440)
+    p.add_argument("--sae-tokens", type=int, default=409_600)
+    p.add_argument("--sae-batch", type=int, default=1024, help="activations per SAE step (400 steps by default)")
+    p.add_argument("--steps", default=",".join(STEPS),
+                   help="comma-separated steps to run; the others keep their results from --out/benchmark.json")
     p.add_argument("--report", default=str(ROOT / "docs" / "results" / "smollm2.md"))
     args = p.parse_args()
-    out, model, log = Path(args.out), args.model, []
+    out, model = Path(args.out), args.model
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    if unknown := set(steps) - set(STEPS):
+        raise SystemExit(f"unknown steps {sorted(unknown)}; valid: {', '.join(STEPS)}")
     for path in (model, args.dataset):
         if not Path(path).exists():
             raise SystemExit(f"{path} is missing: run `interp zoo fetch smollm2 shakespeare` first")
+    saved = out / "benchmark.json"
+    report = json.loads(saved.read_text()) if saved.exists() and set(steps) != set(STEPS) else {}
+    report |= {"model": model, "settings": report.get("settings", {})}
+    report.setdefault("commands", {})
 
-    report = {"model": model, "commands": log}
-
-    def save(key, value):  # after every step, so a failed later step keeps what was measured
-        report[key] = value
-        (out / "benchmark.json").write_text(json.dumps(report, indent=1, default=str))
+    def save(step, key, value, log):  # after every step, so a failed later step keeps what was measured
+        report[key], report["commands"][step] = value, log
+        report["settings"][step] = " ".join(sys.argv[1:]) or "(defaults)"
+        saved.write_text(json.dumps(report, indent=1, default=str))
         write_report(report, args, Path(args.report))
 
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    agreement = reference_agreement(model, [*ARITHMETIC, "ioi", "greater_than"], args.n)
-    log.append(("eval vs transformers generate (in process)", time.perf_counter() - start))
-    run(["eval", "--model", model, "--task", "add_sub", "--task", "ioi", "--n", str(args.n)], log)
-    save("agreement", agreement)
+    if "eval" in steps:
+        log, start = [], time.perf_counter()
+        agreement = reference_agreement(model, [*ARITHMETIC, "ioi", "greater_than"], args.n)
+        log.append(("eval vs transformers generate (in process)", time.perf_counter() - start))
+        run(["eval", "--model", model, "--task", "add_sub", "--task", "ioi", "--n", str(args.n)], log)
+        save("eval", "agreement", agreement, log)
 
-    for task, metric in (("ioi", "kl"), ("greater_than", "prob_diff")):
-        run(["circuits", "discover", "--model", model, "--task", task, "--metric", metric, "--n", "32", "--n-eval",
-             "32", "--batch-size", "16", "--top-percent", "5", "--out", str(out / "circuits" / task), "--overwrite"],
-            log)
-        circuit = json.loads((out / "circuits" / task / "circuit.json").read_text())
-        save(task, {k: circuit[k] for k in ("metric", "n_examples", "attribution_seconds", "n_edges_kept")}
-             | {k: circuit["evaluation"][k] for k in ("faithfulness", "logit_diff_recovered", "prob_diff_recovered",
-                                                      "accuracy", "accuracy_full_model")})
+    if "circuits" in steps:
+        log = []
+        for task, metric in (("ioi", "kl"), ("greater_than", "prob_diff")):
+            run(["circuits", "discover", "--model", model, "--task", task, "--metric", metric, "--n", "32",
+                 "--n-eval", "32", "--batch-size", "16", "--top-percent", "5", "--out", str(out / "circuits" / task),
+                 "--overwrite"], log)
+            circuit = json.loads((out / "circuits" / task / "circuit.json").read_text())
+            save("circuits", task, {k: circuit[k] for k in ("metric", "n_examples", "attribution_seconds", "n_edges_kept")}
+                 | {k: circuit["evaluation"][k] for k in ("faithfulness", "logit_diff_recovered",
+                                                          "prob_diff_recovered", "accuracy", "accuracy_full_model")},
+                 log)
 
-    hook = f"blocks.{args.layer}.hook_resid_post"
-    sae_s = run(["train-sae", "--model", model, "--dataset", args.dataset, "--hook", hook, "--context-size", "128",
-                 "--tokens", str(args.sae_tokens), "--out", str(out / "sae"), "--overwrite"], log)
-    save("sae", next(iter(json.loads((out / "sae" / "metrics.json").read_text()).values())) | {"seconds": sae_s})
+    if "sae" in steps:
+        log, hook = [], f"blocks.{args.layer}.hook_resid_post"
+        sae_s = run(["train-sae", "--model", model, "--dataset", args.dataset, "--hook", hook, "--context-size", "128",
+                     "--tokens", str(args.sae_tokens), "--batch-size", str(args.sae_batch), "--out", str(out / "sae"),
+                     "--overwrite"], log)
+        metrics = next(iter(json.loads((out / "sae" / "metrics.json").read_text()).values()))
+        save("sae", "sae", metrics | {"seconds": sae_s, "layer": args.layer}, log)
 
-    run(["circuit-lora", "--model", model, "--task", "add_sub", "--epochs", "0.1", "--probe-steps", "4",
-         "--n-circuit", "8", "--out", str(out / "circuit-lora"), "--overwrite"], log)
-    save("circuit_lora", json.loads((out / "circuit-lora" / "results.json").read_text())["rows"])
+    if "circuit-lora" in steps:
+        log = []
+        run(["circuit-lora", "--model", model, "--task", "add_sub", "--epochs", "0.1", "--probe-steps", "4",
+             "--n-circuit", "8", "--out", str(out / "circuit-lora"), "--overwrite"], log)
+        save("circuit-lora", "circuit_lora", json.loads((out / "circuit-lora" / "results.json").read_text())["rows"],
+             log)
 
-    run(["unlearn", "--model", model, "--forget", "mul_div", "--retain", "add_sub", "--sae", str(out / "sae"),
-         "--layer", str(args.layer), "--features", "8", "--forget-text", "prompts", "--steps", "20",
-         "--n-eval", "20", "--relearn-draws", "1", "--out", str(out / "unlearn"), "--overwrite"], log)
-    save("unlearn", json.loads((out / "unlearn" / "report.json").read_text()))
+    if "unlearn" in steps:
+        log = []
+        run(["unlearn", "--model", model, "--forget", "mul_div", "--retain", "add_sub", "--sae", str(out / "sae"),
+             "--layer", str(args.layer), "--features", "8", "--forget-text", "prompts", "--steps", "20",
+             "--n-eval", "20", "--relearn-draws", "1", "--out", str(out / "unlearn"), "--overwrite"], log)
+        sae_tokens = next(iter(json.loads((out / "sae" / "metrics.json").read_text()).values()))["tokens"]
+        report_md = (out / "unlearn" / "report.md").read_text()
+        save("unlearn", "unlearn", json.loads((out / "unlearn" / "report.json").read_text())
+             | {"sae_tokens": sae_tokens, "markdown": report_md}, log)
 
-    start = time.perf_counter()
-    app = app_check(out)
-    log.append(("app: run listing and circuit view over HTTP", time.perf_counter() - start))
-    save("app", app)
+    if "app" in steps:
+        log, start = [], time.perf_counter()
+        app = app_check(out)
+        log.append(("app: run listing and circuit view over HTTP", time.perf_counter() - start))
+        save("app", "app", app, log)
+    write_report(report, args, Path(args.report))  # also with --steps "": the report again from the saved numbers
 
 
 def fmt(x, spec=".1f") -> str:
@@ -167,23 +197,29 @@ def write_report(r: dict, args, path: Path) -> None:
                             f"{c['attribution_seconds']:.0f} |")
     other = []
     if sae := r.get("sae"):
-        other.append(f"- SAE at `blocks.{args.layer}.hook_resid_post` on Shakespeare ({sae['d_sae']} latents, k "
+        other.append(f"- SAE at `blocks.{sae['layer']}.hook_resid_post` on Shakespeare ({sae['d_sae']} latents, k "
                      f"{sae['k']}), {sae['tokens']:,} training tokens: explained variance "
                      f"{sae['explained_variance']:.3f}, delta CE {sae['delta_ce']:.3f} (CE {sae['ce_clean']:.3f} -> "
                      f"{sae['ce_spliced']:.3f} over {sae['eval_tokens']:,} held-out tokens), "
                      f"{sae['tokens'] / sae['train_seconds']:.0f} training tokens/s (model forward included).")
-    for key, name in (("circuit_lora", "CircuitLoRA (short)"), ("unlearn", "Unlearning (short)")):
-        if key in r:
-            value = r[key] if key != "unlearn" else {k: v for k, v in r[key].items() if k != "config"}
-            other.append(f"- {name}: `{json.dumps(value)[:600]}`")
+    if rows := r.get("circuit_lora"):
+        other += ["", f"CircuitLoRA, short (add_sub, {rows[0]['steps']} steps; accuracy before "
+                      f"{100 * rows[0]['accuracy_before']:.1f} % on the test split):", "",
+                  "| method | ranks | trainable parameters | test accuracy |", "|---|---|---|---|"]
+        other += [f"| {x['method']} | {x['ranks']} | {x['trainable']:,} | {100 * x['accuracy']:.1f} % |" for x in rows]
+    if u := r.get("unlearn"):
+        other += ["", f"Unlearning, short (forget mul_div, keep add_sub; SSPU with the {u['sae_tokens']:,}-token SAE; "
+                      "lower is better on the attack columns):", "", u["markdown"].strip()]
     if "app" in r:
         other.append(f"- App: {r['app']}.")
-    cmds = ["| command | seconds |", "|---|---|"] + [f"| `{c}` | {s:.0f} |" for c, s in r["commands"]]
+    cmds = ["| step | run with | command | seconds |", "|---|---|---|---|"] + [
+        f"| {step} | `{r['settings'].get(step, '')}` | `{c}` | {s:.0f} |" for step in STEPS
+        for c, s in r["commands"].get(step, [])]
     text = f"""# SmolLM2-135M-Instruct: every command on a real model
 
-Made by `python tests/benchmarks/smollm2.py --n {args.n} --layer {args.layer} --sae-tokens {args.sae_tokens}` on
-{datetime.date.today()} (2 CPU cores), after `interp zoo fetch smollm2 shakespeare`. Raw numbers:
-`{Path(args.out) / 'benchmark.json'}`. A step not listed here did not finish.
+Made by `python tests/benchmarks/smollm2.py` (each step's arguments in the last table; `--steps` reruns some
+and keeps the others) on 2 CPU cores, after `interp zoo fetch smollm2 shakespeare`; last written
+{datetime.date.today()}. Raw numbers: `{Path(args.out) / 'benchmark.json'}`. A step not listed here did not finish.
 
 ## Accuracy against plain transformers
 

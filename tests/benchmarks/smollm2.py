@@ -201,17 +201,21 @@ def write_report(r: dict, args, path: Path) -> None:
                      f"{sae['k']}), {sae['tokens']:,} training tokens: explained variance "
                      f"{sae['explained_variance']:.3f}, delta CE {sae['delta_ce']:.3f} (CE {sae['ce_clean']:.3f} -> "
                      f"{sae['ce_spliced']:.3f} over {sae['eval_tokens']:,} held-out tokens), "
-                     f"{sae['tokens'] / sae['train_seconds']:.0f} training tokens/s (model forward included).")
-    if rows := r.get("circuit_lora"):
-        other += ["", f"CircuitLoRA, short (add_sub, {rows[0]['steps']} steps; accuracy before "
-                      f"{100 * rows[0]['accuracy_before']:.1f} % on the test split):", "",
+                     f"{sae['tokens'] / sae['train_seconds']:.0f} training tokens/s (model forward included), "
+                     f"{100 * sae['dead_fraction']:.1f} % of latents silent on the held-out tokens. The explained "
+                     "variance is near 1 because a few residual dimensions of this model carry most of its variance; "
+                     "delta CE is the telling number.")
+    if lora := r.get("circuit_lora"):
+        other += ["", f"CircuitLoRA, short (add_sub, {lora[0]['steps']} steps; accuracy before "
+                      f"{100 * lora[0]['accuracy_before']:.1f} % on the test split):", "",
                   "| method | ranks | trainable parameters | test accuracy |", "|---|---|---|---|"]
-        other += [f"| {x['method']} | {x['ranks']} | {x['trainable']:,} | {100 * x['accuracy']:.1f} % |" for x in rows]
+        other += [f"| {x['method']} | {x['ranks']} | {x['trainable']:,} | {100 * x['accuracy']:.1f} % |" for x in lora]
     if u := r.get("unlearn"):
         other += ["", f"Unlearning, short (forget mul_div, keep add_sub; SSPU with the {u['sae_tokens']:,}-token SAE; "
                       "lower is better on the attack columns):", "", u["markdown"].strip()]
     if "app" in r:
-        other.append(f"- App: {r['app']}.")
+        other += ["", f"App (`interp app runs/smollm2`, over HTTP): {r['app']['saes']} SAE run and {r['app']['circuits']} "
+                      f"circuits listed; a circuit view rendered: {r['app']['circuit_summary']}"]
     cmds = ["| step | run with | command | seconds |", "|---|---|---|---|"] + [
         f"| {step} | `{r['settings'].get(step, '')}` | `{c}` | {s:.0f} |" for step in STEPS
         for c, s in r["commands"].get(step, [])]

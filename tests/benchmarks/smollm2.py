@@ -202,9 +202,9 @@ def write_report(r: dict, args, path: Path) -> None:
                      f"{sae['explained_variance']:.3f}, delta CE {sae['delta_ce']:.3f} (CE {sae['ce_clean']:.3f} -> "
                      f"{sae['ce_spliced']:.3f} over {sae['eval_tokens']:,} held-out tokens), "
                      f"{sae['tokens'] / sae['train_seconds']:.0f} training tokens/s (model forward included), "
-                     f"{100 * sae['dead_fraction']:.1f} % of latents silent on the held-out tokens. The explained "
-                     "variance is near 1 because a few residual dimensions of this model carry most of its variance; "
-                     "delta CE is the telling number.")
+                     f"{100 * sae['dead_fraction']:.1f} % of latents silent on the held-out tokens. Explained "
+                     "variance is taken over all residual dimensions at once; delta CE says how much of the model's "
+                     "behaviour the SAE keeps.")
     if lora := r.get("circuit_lora"):
         other += ["", f"CircuitLoRA, short (add_sub, {lora[0]['steps']} steps; accuracy before "
                       f"{100 * lora[0]['accuracy_before']:.1f} % on the test split):", "",

@@ -56,7 +56,7 @@ class DiscoverConfig:
     def validate(self) -> None:
         from interp.loading import check_device_map, torch_dtype
 
-        if not get_task(self.task).trainable and self.metric == "logit_diff":
+        if get_task(self.task).range_answer and self.metric == "logit_diff":
             raise InterpError(f"task {self.task!r} has a range of right answers and no one answer token to take a "
                               "logit difference of; use --metric prob_diff or kl")
         torch_dtype(self.dtype)

@@ -11,8 +11,6 @@ from rich.table import Table
 from . import options
 from .console import console
 
-# piped output gets a wide console so tables are not squeezed into 80 columns
-
 
 def _models() -> None:
     """List the zoo models with their architecture and accuracy per task."""

@@ -26,6 +26,7 @@ TEMPLATE = "The {noun} lasted from the year {cc}{yy:02d} to the year {cc}"
 CENTURIES = tuple(str(c) for c in range(11, 18))
 NOUNS = ("war", "siege", "campaign", "expedition", "voyage", "reign", "drought", "famine", "rebellion", "conflict",
          "crisis", "journey", "dynasty", "occupation", "exile", "trial", "strike", "tour")
+WORDS = {"nouns": NOUNS, "centuries": CENTURIES}  # the centuries are kept by how a tokenizer writes years
 STARTS = range(2, 99)  # clean start years; 01 is the corrupted one
 CORRUPTED_START = 1
 

@@ -22,7 +22,6 @@ from .errors import InterpError
 from .zoo import ZOO, get_entry
 
 
-
 @dataclass
 class LoadedModel:
     name: str

@@ -42,12 +42,7 @@ class Task:
     ranges: str
     sample: Callable[..., Example]  # (rng) or, with `words`, (rng, words)
     words: dict[str, tuple[str, ...]] | None = None  # word lists, filtered per tokenizer
-    centuries: bool = False  # a greater-than task: its "centuries" are kept by how the tokenizer writes years
-
-    @property
-    def trainable(self) -> bool:
-        """Whether the label is one answer to train towards (a range of years is not)."""
-        return not self.centuries
+    range_answer: bool = False  # the label is a range (greater-than), not one answer to train towards
 
     def examples(self, split: str = "train", n: int = 256, seed: int = 0) -> list[Example]:
         return make_examples(self.name, split, n, seed)
@@ -172,7 +167,7 @@ def _ioi(rng, words=IOI_WORDS):
                    _ioi_prompt(template, io, s, io_first, c, place, obj), io)
 
 
-def _greater_than(rng, words={"nouns": gt.NOUNS, "centuries": gt.CENTURIES}):
+def _greater_than(rng, words=gt.WORDS):
     """Clean: a span starting in year YY of a century; corrupted: the same span starting in year 01."""
     noun, cc, yy = rng.choice(words["nouns"]), rng.choice(words["centuries"]), rng.choice(gt.STARTS)
     fmt = lambda start: gt.TEMPLATE.format(noun=noun, cc=cc, yy=start)
@@ -195,7 +190,7 @@ TASKS: dict[str, Task] = {
              "(those the tokenizer makes one token)", _ioi, IOI_WORDS),
         Task("greater_than", "a year after the start year (a range answer)", f"start years {gt.CENTURIES[0]}02.."
              f"{gt.CENTURIES[-1]}98, {len(gt.NOUNS)} nouns (those the tokenizer makes one token)", _greater_than,
-             {"nouns": gt.NOUNS, "centuries": gt.CENTURIES}, centuries=True),
+             gt.WORDS, range_answer=True),
     ]
 }
 
@@ -264,7 +259,7 @@ def _ioi_prompts(words=IOI_WORDS):
                             yield _ioi_prompt(template, io, s, io_first, s, place, obj)
 
 
-def _greater_than_prompts(words={"nouns": gt.NOUNS, "centuries": gt.CENTURIES}):
+def _greater_than_prompts(words=gt.WORDS):
     for noun in words["nouns"]:
         for cc in words["centuries"]:
             yield from (gt.TEMPLATE.format(noun=noun, cc=cc, yy=yy) for yy in gt.STARTS)
@@ -284,7 +279,7 @@ def get_task(name: str) -> Task:
 def trainable(name: str) -> Task:
     """The task, refused in one line when its label is not one answer a model can be trained towards."""
     task = get_task(name)
-    if not task.trainable:
+    if task.range_answer:
         raise InterpError(f"task {name!r} has a range of right answers; it is for eval and circuits, not training")
     return task
 
@@ -297,12 +292,11 @@ def split_of(clean: str) -> str:
 
 def task_words(task: str, tokenizer=None) -> dict[str, tuple[str, ...]] | None:
     """A word-list task's words, keeping those `tokenizer` makes one token after a space (all without one)."""
-    spec = get_task(task)
-    words = spec.words
+    words = get_task(task).words
     if words is None or tokenizer is None:
         return words
-    if spec.centuries:
-        words = {k: v for k, v in words.items() if k != "centuries"}
+    years = "centuries" in words  # kept by how the tokenizer writes years, not by being one token
+    words = {k: v for k, v in words.items() if k != "centuries"}
     one = lambda w: len(tokenizer(f" {w}", add_special_tokens=False)["input_ids"]) == 1 and \
         tokenizer.unk_token_id not in tokenizer(f" {w}", add_special_tokens=False)["input_ids"]
     kept = {k: tuple(w for w in ws if one(w)) for k, ws in words.items()}
@@ -311,7 +305,7 @@ def task_words(task: str, tokenizer=None) -> dict[str, tuple[str, ...]] | None:
         if len(ws) < need.get(k, 1):
             raise InterpError(f"task {task!r} cannot be built on this tokenizer: {len(ws)} of its {len(words[k])} "
                               f"{k} are one token (it needs {need.get(k, 1)})")
-    if spec.centuries:
+    if years:
         kept["centuries"] = gt.centuries(tokenizer)
     return kept
 

@@ -2,7 +2,8 @@
 
 Every path the app opens goes through `RunsDir.path`, which refuses anything outside the directory (the app's
 endpoints take paths as strings, and a caller can send any string). The scan opens only regular files inside
-it: a FIFO or device named *.json would block or never end, a link out would show what lies outside.
+it: a FIFO or device named *.json would block or never end, a link out would show what lies outside. A circuit
+is a JSON file whose "format" field says so; files over MAX_JSON_BYTES are not read.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from circuits.circuit import FORMAT as CIRCUIT_FORMAT
 from interp.errors import InterpError
 
 SKIP = {"checkpoints", "__pycache__", "node_modules", "site-packages"}
-CIRCUIT_MARK = b'"format": "interp.circuit/1"'
+# a circuit file takes about 85 bytes an edge (SmolLM2-135M's 70,651 edges: 5.9 MB), so the bound admits
+# circuits of about 800,000 edges, and keeps one stray large JSON file from costing each scan seconds and GBs
+MAX_JSON_BYTES = 64 << 20
+NOT_CIRCUITS = {"cfg.json", "features.json", "config.json"}  # an SAE's and a run's own files
 
 
 @dataclass
@@ -58,6 +63,9 @@ class RunsDir:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise InterpError(f"runs directory {root} does not exist")
+        # rel path -> (the file's identity, its circuit entry or None): the `runs` endpoint rescans on every
+        # page load, and parsing each JSON file again each time would be the slow part
+        self._parsed: dict[str, tuple[tuple, CircuitEntry | None]] = {}
 
     def path(self, rel: str | Path) -> Path:
         """The file `rel` names inside the runs directory; anything resolving outside it is refused, and so is
@@ -108,17 +116,27 @@ class RunsDir:
                     allocations.append(((d / f).stat().st_mtime, self.rel(d / f)))
                 elif f == "selection.json":
                     selections.append(((d / f).stat().st_mtime, self.rel(d / f)))
-                elif f.endswith(".json") and f not in ("cfg.json", "features.json", "config.json"):
-                    with open(d / f, "rb") as fh:
-                        head = fh.read(64)
-                    if CIRCUIT_MARK in head:
-                        info = json.loads((d / f).read_text())
-                        circuits.append(CircuitEntry(self.rel(d / f), info.get("model", "?"), info.get("task", "?"),
-                                                     (d / f).stat().st_mtime))
+                elif f not in NOT_CIRCUITS and (entry := self._circuit(d / f)):
+                    circuits.append(entry)
         saes.sort(key=lambda e: -e.mtime)
         circuits.sort(key=lambda e: (-e.mtime, e.path))
         newest = lambda found: [p for _, p in sorted(found, reverse=True)]
         return Found(saes, circuits, newest(allocations), newest(selections))
+
+    def _circuit(self, p: Path) -> CircuitEntry | None:
+        """The circuit in JSON file `p`, or None when its "format" field names no circuit (or it is no JSON)."""
+        try:
+            st, rel = p.stat(), self.rel(p)
+        except OSError:  # gone since the walk saw it
+            return None
+        seen = (st.st_ino, st.st_size, st.st_mtime_ns)  # a rewrite (atomic: a new inode) changes one of these
+        if rel in self._parsed and self._parsed[rel][0] == seen:
+            return self._parsed[rel][1]
+        info, entry = _read_json(p), None
+        if isinstance(info, dict) and info.get("format") == CIRCUIT_FORMAT:
+            entry = CircuitEntry(rel, str(info.get("model", "?")), str(info.get("task", "?")), st.st_mtime)
+        self._parsed[rel] = (seen, entry)
+        return entry
 
     def _sae(self, d: Path) -> SAEEntry:
         cfg = json.loads((d / "cfg.json").read_text())
@@ -139,3 +157,23 @@ class RunsDir:
         if model in ZOO:
             return model
         return str(self.path(os.path.relpath(Path(model).resolve(), self.root)))
+
+
+def _read_json(p: Path):
+    """The JSON value in regular file `p`; None when it is not one, is over MAX_JSON_BYTES, or does not parse."""
+    # non-blocking, then checked on the open file: a FIFO put there since the walk looked cannot block the scan
+    nonblocking = lambda path, flags: os.open(path, flags | os.O_NONBLOCK)
+    try:
+        with open(p, "rb", opener=nonblocking) as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JSON_BYTES:
+                return None
+            data = fh.read(MAX_JSON_BYTES + 1)  # the file may have grown since fstat
+    except OSError:
+        return None
+    if len(data) > MAX_JSON_BYTES:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth
+        return None

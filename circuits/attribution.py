@@ -6,11 +6,8 @@ from the corrupted run. The gradient is read at v's input hook by a tensor hook 
 [n_src, n_dst] score matrix at once, so memory holds the source outputs of one batch plus one gradient, and
 grows with the number of edges, never with edges x positions x batch.
 
-- EAP-IG: the input embeddings are moved from the corrupted to the clean ones in `steps` steps
-  (alpha = k / steps, k = 1..steps, as in Hanna et al.), and the gradients are averaged.
-- EAP: one gradient. With the logit difference it is read on the clean run (plain EAP). KL to the clean run
-  has zero gradient on the clean run (its minimum), so with KL it is read on the corrupted run instead
-  (`eap_at="auto"`; pass "clean" or "corrupted" to force).
+The method (circuits/methods/) says where along the path from the corrupted to the clean input embeddings
+the gradient is read: EAP at one end, EAP-IG at `ig_steps` points, averaged.
 """
 
 from __future__ import annotations
@@ -25,33 +22,30 @@ from interp.errors import InterpError
 
 from .data import TaskBatch, alternative, check_metric, kl
 from .layout import Layout
+from .methods import ATTRIBUTION_METHODS
 from .runs import as_heads, node_outputs
 
-ATTRIBUTION_METHODS = ("eap", "eap-ig")
 
 
 @dataclass
 class AttributionConfig:
     method: str = "eap-ig"
     metric: str = "kl"
-    steps: int = 5  # IG steps
+    ig_steps: int = 5  # interpolation points of EAP-IG
     eap_at: str = "auto"  # "auto", "clean" or "corrupted"
 
     def validate(self) -> None:
         if self.method not in ATTRIBUTION_METHODS:
             raise InterpError(f"unknown attribution method {self.method!r}; valid: {', '.join(ATTRIBUTION_METHODS)}")
         check_metric(self.metric)
-        if self.steps < 1:
-            raise InterpError("--steps must be >= 1")
+        if self.ig_steps < 1:
+            raise InterpError("--ig-steps must be >= 1")
         if self.eap_at not in ("auto", "clean", "corrupted"):
             raise InterpError("eap_at must be auto, clean or corrupted")
 
     def alphas(self) -> list[float]:
         """Where gradients are read, as the share of the way from corrupted (0) to clean (1) embeddings."""
-        if self.method == "eap-ig":
-            return [k / self.steps for k in range(1, self.steps + 1)]
-        at = self.eap_at if self.eap_at != "auto" else ("corrupted" if self.metric == "kl" else "clean")
-        return [1.0 if at == "clean" else 0.0]
+        return ATTRIBUTION_METHODS[self.method](self)
 
 
 @contextmanager

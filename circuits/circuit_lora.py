@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from interp.errors import InterpError, check_number
-from interp.finetune import target_modules
+from interp.finetune import LoRAOptions, target_modules
+from interp.options import check_fields, device_map_field, dtype_field, opt
 from interp.rundir import RunDir
 
 from .allocation import Allocation, allocate, check_ranks, layer_sizes, lora_parameters, match_params
@@ -26,37 +27,38 @@ FINETUNE_METHODS = ("lora", "adalora", "circuit_lora", "full")
 
 @dataclass
 class CircuitLoRAConfig:
-    model: str = "pythia-mini"
-    task: str = "add_sub"
-    r_other: int = 4
-    r_critical: int = 16
-    critical_layers: str = "topk:1"  # "topk:N", "mean+std" or "layers:I,J"; the paper's 5 of 24 is about 1 of 4 here
-    count_by: str = "source"
-    match_params: bool = False  # size r_other/r_critical to uniform LoRA's parameter count (within 1%)
-    uniform_r: int | None = None  # default 2 * r_other
-    probe_steps: int = 100
-    epochs: float = 5.0  # over the task's train examples (n_train), batch 64
-    n_train: int = 4000
-    lr: float | None = None  # default: the fine-tuning loop's (4e-3 LoRA, 5e-4 full)
-    lr_critical: float | None = None
-    n_circuit: int = 200
-    methods: tuple[str, ...] = FINETUNE_METHODS
-    seed: int = 0
-    out: str = "runs/circuit-lora"
-    dtype: str = "float32"  # the model's weights, in every run (LoRA adapters stay float32)
-    device_map: str | None = None  # "auto": accelerate spreads the model over every device
+    model: str = opt("pythia-mini", "zoo name, local HF directory, .gguf file or hub id")
+    task: str = opt("add_sub", "task family")
+    r_other: int = opt(4, "rank of modules outside critical layers")
+    r_critical: int = opt(16, "rank of every linear module of a critical layer")
+    # the paper's 5 critical layers of 24 is about 1 of 4 here
+    critical_layers: str = opt("topk:1", "topk:N, mean+std, or layers:I,J (by hand, a control)")
+    count_by: str = opt("source", "count each edge's change toward its source or target layer",
+                        choices=("source", "target"))
+    match_params: bool = opt(False, "size the ranks to uniform LoRA's parameters (within 1%)")
+    uniform_r: int | None = opt(None, "uniform LoRA's rank (default 2 x r-other)")
+    probe_steps: int = opt(100, "steps of the plain-LoRA probe run that gives C_after", min=1)
+    epochs: float = opt(5.0, "training epochs over the task's train examples (batch 64)")
+    n_train: int = opt(4000, "train examples, at most", min=1)
+    lr: float | None = opt(None, "learning rate (default 4e-3 LoRA, 5e-4 full)")
+    lr_critical: float | None = opt(None, "a learning rate for the critical layers' adapters")
+    n_circuit: int = opt(200, "attribution prompts per circuit", min=1)
+    methods: tuple[str, ...] = opt(FINETUNE_METHODS, "fine-tuning methods compared")
+    seed: int = opt(0, "seed of every random stream of the run", min=0)
+    out: str = opt("runs/circuit-lora", cli=False)  # the command's --out: runs/circuit-lora/<model>-<task>-s<seed>
+    dtype: str = dtype_field()  # in every run; LoRA adapters stay float32
+    device_map: str | None = device_map_field()
 
     def validate(self) -> None:
         from interp.loading import check_device_map, torch_dtype
         from interp.tasks import trainable
 
         trainable(self.task)
+        check_fields(self)
         torch_dtype(self.dtype)
         check_device_map(self.device_map)
         if min(self.r_other, self.r_critical, self.uniform_rank()) < 1:
             raise InterpError("ranks must be >= 1")
-        if self.count_by not in ("source", "target"):
-            raise InterpError(f"--count-by must be 'source' or 'target', got {self.count_by!r}")
         rule = self.critical_layers
         by_hand = rule.startswith("layers:")  # checked against the model's depth by `_checked_model`
         topk = rule.startswith("topk:") and rule[5:].isdigit() and int(rule[5:]) >= 1
@@ -65,9 +67,7 @@ class CircuitLoRAConfig:
                               f"layers:I,J")
         if unknown := set(self.methods) - set(FINETUNE_METHODS):
             raise InterpError(f"unknown method(s) {', '.join(sorted(unknown))}; valid: {', '.join(FINETUNE_METHODS)}")
-        if self.probe_steps < 1 or self.epochs <= 0:
-            raise InterpError("--probe-steps and --epochs must be positive")
-        check_number("--epochs", self.epochs)  # nan passes `<= 0`
+        check_number("--epochs", self.epochs)
         for name in ("lr", "lr_critical"):
             if getattr(self, name) is not None:
                 check_number(f"--{name.replace('_', '-')}", getattr(self, name))
@@ -108,7 +108,7 @@ def _probe(cfg: CircuitLoRAConfig, out: Path) -> Path:
     """The short plain-LoRA run whose merged model gives C_after; its last checkpoint."""
     from interp.finetune import finetune
 
-    finetune(_finetune_config(cfg, method="lora", lora_r=cfg.uniform_rank(), steps=cfg.probe_steps,
+    finetune(_finetune_config(cfg, method="lora", lora=LoRAOptions(r=cfg.uniform_rank()), steps=cfg.probe_steps,
                               checkpoint_every=cfg.probe_steps, eval_every=cfg.probe_steps, out=str(out / "probe")))
     return out / "probe" / "checkpoints" / f"step-{cfg.probe_steps}"
 
@@ -141,8 +141,9 @@ def _circuit_lora_run(cfg: CircuitLoRAConfig, alloc: Allocation):
     from interp.finetune import peft_config
     from interp.loading import load_model
 
-    ft = _finetune_config(cfg, method="lora", lora_r=alloc.r_other, rank_pattern=alloc.ranks, alpha_pattern=alloc.alphas,
-                          lr_critical=cfg.lr_critical, critical_modules=alloc.critical_modules)
+    ft = _finetune_config(cfg, method="lora", lora=LoRAOptions(
+        r=alloc.r_other, rank_pattern=alloc.ranks, alpha_pattern=alloc.alphas, lr_critical=cfg.lr_critical,
+        critical_modules=alloc.critical_modules))
     model = load_model(cfg.model, bridge=False, dtype=cfg.dtype, device_map=cfg.device_map).model
     check_ranks(get_peft_model(model, peft_config(ft, model)), alloc.ranks)
     return ft
@@ -194,8 +195,8 @@ def _circuit_lora(cfg: CircuitLoRAConfig, model, out: Path) -> CircuitLoRAResult
     sizes = layer_sizes(model, targets)
     r_u = cfg.uniform_rank()
     runs = {
-        "lora": (_finetune_config(cfg, method="lora", lora_r=r_u), str(r_u), lora_parameters(sizes, lambda l: r_u)),
-        "adalora": (_finetune_config(cfg, method="adalora", lora_r=r_u), f"{r_u} (budget)", None),
+        "lora": (_finetune_config(cfg, method="lora", lora=LoRAOptions(r=r_u)), str(r_u), lora_parameters(sizes, lambda l: r_u)),
+        "adalora": (_finetune_config(cfg, method="adalora", lora=LoRAOptions(r=r_u)), f"{r_u} (budget)", None),
         "circuit_lora": (_circuit_lora_run(cfg, alloc), f"{alloc.r_other}/{alloc.r_critical}", lora_parameters(
             sizes, lambda l: alloc.r_critical if l in alloc.critical else alloc.r_other)),
         "full": (_finetune_config(cfg, method="full"), "-", None),
@@ -236,7 +237,7 @@ def _compositional(cfg: CircuitLoRAConfig, model, out: Path) -> dict:
               "union": _allocate(cfg, unions["before"], unions["after"], model, targets)}
     sizes = layer_sizes(model, targets)
     r_u = cfg.uniform_rank()
-    runs = {"lora": (_finetune_config(cfg, method="lora", lora_r=r_u), str(r_u), lora_parameters(sizes, lambda l: r_u))}
+    runs = {"lora": (_finetune_config(cfg, method="lora", lora=LoRAOptions(r=r_u)), str(r_u), lora_parameters(sizes, lambda l: r_u))}
     for name, a in allocs.items():
         runs[f"circuit_lora_{name}"] = (_circuit_lora_run(cfg, a), f"{a.r_other}/{a.r_critical} critical {a.critical}",
                                         lora_parameters(sizes, lambda l, a=a: a.r_critical if l in a.critical else a.r_other))

@@ -4,27 +4,20 @@ lives in `lora_commands.py`."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from interp import options
 from interp.console import console
 from interp.errors import InterpError
+from interp.options import command
+
+from .discovery import DiscoverConfig
 
 app = typer.Typer(help="Circuits: EAP / EAP-IG edge attribution, evaluation, checkpoints.", no_args_is_help=True)
-
-
-def _discover_config(model, task, method, metric, steps, n, n_eval, batch_size, top_percent, top_n, threshold,
-                     curve, device, seed, dtype="float32", device_map=None, trust_remote_code=False):
-    from .discovery import CURVE, DiscoverConfig
-
-    return DiscoverConfig(model=model, task=task, method=method, metric=metric, steps=steps, n=n, n_eval=n_eval,
-                          batch_size=batch_size, top_percent=top_percent, top_n=top_n, threshold=threshold,
-                          curve=CURVE if curve else (), device=device, seed=seed, dtype=dtype, device_map=device_map,
-                          trust_remote_code=trust_remote_code)
 
 
 def _pct(x) -> str:
@@ -32,25 +25,11 @@ def _pct(x) -> str:
 
 
 @app.command("discover")
+@command(DiscoverConfig)
 def discover_cmd(
-    model: str = typer.Option("pythia-mini", help="zoo name, local HF directory, .gguf file or hub id"),
-    task: str = typer.Option("add_sub", help="task family (see `interp tasks list`)"),
-    method: str = typer.Option("eap-ig", help="eap or eap-ig"),
-    metric: str = typer.Option("kl", help="kl (whole vocabulary, answer positions), logit_diff or prob_diff"),
-    steps: int = typer.Option(5, help="EAP-IG interpolation steps"),
-    n: int = typer.Option(200, help="attribution examples (circuit split)"),
-    n_eval: int = typer.Option(200, help="evaluation examples (test split)"),
-    batch_size: int = typer.Option(50),
-    top_percent: float = typer.Option(5.0, help="share of edges kept, in percent"),
-    top_n: Optional[int] = typer.Option(None, help="keep this many edges instead"),
-    threshold: Optional[float] = typer.Option(None, help="keep edges with |score| >= this instead"),
+    cfg: DiscoverConfig,
     curve: bool = typer.Option(True, help="also evaluate circuits of 1%..10% of edges"),
     splits: int = typer.Option(0, help="robustness: mean pairwise Jaccard over this many disjoint splits (0: skip)"),
-    device: str = typer.Option("cpu"),
-    dtype: str = options.DTYPE,
-    device_map: Optional[str] = options.DEVICE_MAP,
-    trust_remote_code: bool = options.TRUST_REMOTE_CODE,
-    seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="output directory (default runs/circuits/<model>-<task>)"),
     overwrite: bool = typer.Option(False, help="replace a circuit interp wrote at --out"),
 ) -> None:
@@ -61,23 +40,27 @@ def discover_cmd(
     from .comparison import robustness
     from .discovery import discover, split_circuits, write_circuit
 
-    cfg = _discover_config(model, task, method, metric, steps, n, n_eval, batch_size, top_percent, top_n,
-                           threshold, curve, device, seed, dtype, device_map, trust_remote_code)
+    cfg = cfg if curve else replace(cfg, curve=())
     cfg.validate()
     if splits == 1 or splits < 0:
         raise InterpError("--splits must be 0 (skip) or >= 2")
-    run = RunDir(out or Path("runs/circuits") / f"{Path(model).name}-{task}", "circuit")
+    run = RunDir(out or Path("runs/circuits") / f"{Path(cfg.model).name}-{cfg.task}", "circuit")
     run.check(resume=False, overwrite=overwrite)
-    loaded = load_model(model, hooks_for_edges=True, device=device, dtype=dtype, device_map=device_map,
-                        trust_remote_code=trust_remote_code)
+    loaded = load_model(cfg.model, hooks_for_edges=True, device=cfg.device, dtype=cfg.dtype,
+                        device_map=cfg.device_map, trust_remote_code=cfg.trust_remote_code)
     result = discover(cfg, loaded, show_progress=True)
     if splits:
         result.circuit.info["robustness"] = robustness(split_circuits(cfg, splits, loaded, show_progress=True))
     with run.writing(resume=False, overwrite=overwrite) as work:
         write_circuit(result.circuit, work)
+    _print_discovery(cfg, result, splits)
     path = run.out / "circuit.json"
+    console.print(f"written: {path} and {path.with_suffix('.html')}")
+
+
+def _print_discovery(cfg: DiscoverConfig, result, splits: int) -> None:
     c, ev = result.circuit, result.evaluation
-    console.print(f"{model} · {task} · {method} ({metric}): {len(c.edge_names)} of {len(c.graph.edges)} edges "
+    console.print(f"{cfg.model} · {cfg.task} · {cfg.method} ({cfg.metric}): {len(c.edge_names)} of {len(c.graph.edges)} edges "
                   f"({100 * c.share_kept:.1f}%), {len(c.node_names)} of {len(c.graph.nodes)} nodes; "
                   f"attribution {result.seconds:.1f} s")
     console.print(f"faithfulness {ev['faithfulness']:.1f} · logit diff recovered {_pct(ev['logit_diff_recovered'])} · "
@@ -96,7 +79,6 @@ def discover_cmd(
         rb = c.info["robustness"]
         console.print(f"robustness over {splits} disjoint splits: edge Jaccard {rb['edge_jaccard']:.3f}, "
                       f"node Jaccard {rb['node_jaccard']:.3f}")
-    console.print(f"written: {path} and {path.with_suffix('.html')}")
 
 
 @app.command("track")

@@ -8,11 +8,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from interp.errors import InterpError
+from interp.options import check_fields, device_map_field, dtype_field, opt, trust_remote_code_field
 from interp.tasks import get_task
 
-from .attribution import AttributionConfig, attribute
+from .attribution import ATTRIBUTION_METHODS, AttributionConfig, attribute
 from .circuit import Circuit
-from .data import task_batches
+from .data import METRICS, task_batches
 from .evaluate import evaluate_masks
 from .graph import Graph
 from .layout import Layout
@@ -24,23 +25,23 @@ CURVE = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 
 @dataclass
 class DiscoverConfig:
-    model: str = "pythia-mini"
-    task: str = "add_sub"
-    method: str = "eap-ig"
-    metric: str = "kl"
-    steps: int = 5
-    n: int = 200  # attribution examples, from the task's `circuit` split
-    n_eval: int = 200  # evaluation examples, from the `test` split
-    batch_size: int = 50
-    seed: int = 0
-    top_percent: float | None = 5.0
-    top_n: int | None = None
-    threshold: float | None = None
-    curve: tuple[float, ...] = CURVE  # percent of edges kept; () for none
-    device: str = "cpu"
-    dtype: str = "float32"  # the model's weights
-    device_map: str | None = None  # "auto": accelerate spreads the model over every device
-    trust_remote_code: bool = False  # run the model code a checkpoint ships (LLaDA, Dream)
+    model: str = opt("pythia-mini", "zoo name, local HF directory, .gguf file or hub id")
+    task: str = opt("add_sub", "task family (see `interp tasks list`)")
+    method: str = opt("eap-ig", "edge attribution method", choices=ATTRIBUTION_METHODS)
+    metric: str = opt("kl", "kl (whole vocabulary, answer positions), logit_diff or prob_diff", choices=METRICS)
+    ig_steps: int = opt(5, "EAP-IG interpolation steps", min=1)
+    n: int = opt(200, "attribution examples (circuit split)", min=1)
+    n_eval: int = opt(200, "evaluation examples (test split)", min=1)
+    batch_size: int = opt(50, "examples per forward pass", min=1)
+    seed: int = opt(0, "seed of the examples drawn", min=0)
+    top_percent: float | None = opt(5.0, "share of edges kept, in percent")
+    top_n: int | None = opt(None, "keep this many edges instead", min=1)
+    threshold: float | None = opt(None, "keep edges with |score| >= this instead")
+    curve: tuple[float, ...] = opt(CURVE, cli=False)  # percent of edges kept; () for none (--no-curve)
+    device: str = opt("cpu", "where the model runs")
+    dtype: str = dtype_field()
+    device_map: str | None = device_map_field()
+    trust_remote_code: bool = trust_remote_code_field()
 
     def rule(self) -> dict:
         """The selection rule: top-n or threshold when given, else top-percent."""
@@ -51,7 +52,7 @@ class DiscoverConfig:
         return {"top_percent": self.top_percent if self.top_percent is not None else 5.0}
 
     def attribution(self) -> AttributionConfig:
-        return AttributionConfig(self.method, self.metric, self.steps)
+        return AttributionConfig(self.method, self.metric, self.ig_steps)
 
     def validate(self) -> None:
         from interp.loading import check_device_map, torch_dtype
@@ -59,6 +60,7 @@ class DiscoverConfig:
         if get_task(self.task).range_answer and self.metric == "logit_diff":
             raise InterpError(f"task {self.task!r} has a range of right answers and no one answer token to take a "
                               "logit difference of; use --metric prob_diff or kl")
+        check_fields(self)
         torch_dtype(self.dtype)
         check_device_map(self.device_map)
         self.attribution().validate()
@@ -66,8 +68,6 @@ class DiscoverConfig:
             raise InterpError("give at most one of --top-n and --threshold")
         if self.top_percent is not None and not 0 < self.top_percent <= 100:
             raise InterpError(f"--top-percent must be in (0, 100], got {self.top_percent}")
-        if self.top_n is not None and self.top_n < 1:
-            raise InterpError(f"--top-n must be >= 1, got {self.top_n}")
         if any(not 0 < p <= 100 for p in self.curve):
             raise InterpError("curve shares must be percentages in (0, 100]")
 
@@ -96,7 +96,7 @@ def discover(cfg: DiscoverConfig, loaded=None, show_progress: bool = False) -> D
     scores = attribute(loaded.bridge, layout, batches, cfg.attribution(), show_progress)
     seconds = time.perf_counter() - start
     info = {"model": cfg.model, "task": cfg.task, "method": cfg.method, "metric": cfg.metric,
-            "steps": cfg.steps if cfg.method == "eap-ig" else None, "rule": cfg.rule(),
+            "ig_steps": cfg.ig_steps if cfg.method == "eap-ig" else None, "rule": cfg.rule(),
             "n_examples": sum(len(b) for b in batches), "attribution_seconds": round(seconds, 3)}
     circuit = Circuit.from_scores(graph, scores, info, **cfg.rule())
     curve_circuits = [circuit.with_rule(top_percent=p) for p in cfg.curve]

@@ -3,49 +3,39 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from interp import options
 from interp.console import console
+from interp.options import command
+
+from .circuit_lora import CircuitLoRAConfig
 
 lora_app = typer.Typer(help="CircuitLoRA: LoRA ranks allocated per layer from circuit edge changes.",
                        invoke_without_command=True)
 
 
 @lora_app.callback()
+@command(CircuitLoRAConfig)
 def circuit_lora_cmd(
+    cfg: CircuitLoRAConfig,
     ctx: typer.Context,
-    model: str = typer.Option("pythia-mini"),
-    task: str = typer.Option("add_sub"),
-    r_other: int = typer.Option(4, help="rank of modules outside critical layers"),
-    r_critical: int = typer.Option(16, help="rank of every linear module of a critical layer"),
-    critical_layers: str = typer.Option("topk:1", help="topk:N, mean+std, or layers:I,J (by hand, a control)"),
-    count_by: str = typer.Option("source", help="count each edge's change toward its source or target layer"),
-    match_params: bool = typer.Option(False, help="size the ranks to uniform LoRA's parameters (within 1%)"),
-    uniform_r: Optional[int] = typer.Option(None, help="uniform LoRA's rank (default 2 x r-other)"),
-    probe_steps: int = typer.Option(100, help="steps of the plain-LoRA probe run that gives C_after"),
-    epochs: float = typer.Option(5.0, help="training epochs over the task's train examples (batch 64)"),
-    lr: Optional[float] = typer.Option(None, help="learning rate (default 4e-3 LoRA, 5e-4 full)"),
-    lr_critical: Optional[float] = typer.Option(None, help="a learning rate for the critical layers' adapters"),
-    n_circuit: int = typer.Option(200, help="attribution prompts per circuit"),
-    seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="default runs/circuit-lora/<model>-<task>-s<seed>"),
     resume: bool = typer.Option(True, help="reuse finished circuits and runs, continue interrupted ones"),
     overwrite: bool = typer.Option(False, help="start again over a circuit-lora run interp made at --out"),
-    dtype: str = options.DTYPE,
-    device_map: Optional[str] = options.DEVICE_MAP,
 ) -> None:
     """Allocate ranks from circuit changes, train LoRA, AdaLoRA, CircuitLoRA and full fine-tuning; one table."""
+    ctx.obj = cfg  # the subcommands' base config: `interp circuit-lora --r-other 8 experiment`
     if ctx.invoked_subcommand is not None:
         return
     from .circuit_lora import circuit_lora
 
-    out = out or Path("runs/circuit-lora") / f"{Path(model).name}-{task}-s{seed}"
-    result = circuit_lora(_config(ctx.params, task=task, out=str(out)), resume=resume, overwrite=overwrite)
+    out = out or Path("runs/circuit-lora") / f"{Path(cfg.model).name}-{cfg.task}-s{cfg.seed}"
+    result = circuit_lora(replace(cfg, out=str(out)), resume=resume, overwrite=overwrite)
     a = result.allocation
     table = Table(title=f"allocation: edge change per layer (by {a.count_by}), rule {a.rule}")
     for col in ("layer", "edge change", "critical", "rank"):
@@ -54,7 +44,7 @@ def circuit_lora_cmd(
         table.add_row(str(r["layer"]), f"{r['edge_change']:.4g}", "yes" if r["critical"] else "",
                       str(r["rank"] if r["rank"] is not None else "–"))
     console.print(table)
-    table = Table(title=f"{model} · {task}: test accuracy after {result.rows[0]['steps']} steps")
+    table = Table(title=f"{cfg.model} · {cfg.task}: test accuracy after {result.rows[0]['steps']} steps")
     for col in ("method", "ranks", "trainable parameters", "share of model", "test accuracy"):
         table.add_column(col)
     for r in result.rows:
@@ -62,16 +52,6 @@ def circuit_lora_cmd(
                       f"{100 * r['accuracy']:.1f}")
     console.print(table)
     console.print(f"written: {result.out / 'results.json'}, {result.out / 'allocation.json'}")
-
-
-def _config(params: dict, **overrides):
-    """A CircuitLoRAConfig from the options of `interp circuit-lora` (subcommands read their parent's:
-    `interp circuit-lora --r-other 8 experiment`)."""
-    from .circuit_lora import CircuitLoRAConfig
-
-    keys = ("model", "r_other", "r_critical", "critical_layers", "count_by", "match_params", "uniform_r",
-            "probe_steps", "epochs", "lr", "lr_critical", "n_circuit", "seed", "dtype", "device_map")
-    return CircuitLoRAConfig(**{k: params[k] for k in keys}, **overrides)
 
 
 @lora_app.command("experiment")
@@ -82,14 +62,12 @@ def circuit_lora_experiment_cmd(
     out: Path = typer.Option(Path("runs/circuit-lora-experiment")),
 ) -> None:
     """Every task x method x seed with the options given before `experiment`; a mean +- std table."""
-    from dataclasses import replace
-
     from interp.tasks import ARITHMETIC
 
     from .circuit_lora import experiment
 
     names = list(ARITHMETIC) if tasks == "all" else [t.strip() for t in tasks.split(",") if t.strip()]
-    base = _config(ctx.parent.params)
+    base = ctx.obj
     for t in names:
         replace(base, task=t).validate()
     result = experiment(base, names, seeds, out)
@@ -104,7 +82,7 @@ def circuit_lora_compositional_cmd(ctx: typer.Context,
     the direct circuit vs uniform LoRA (options as given before `compositional`)."""
     from .circuit_lora import compositional
 
-    result = compositional(_config(ctx.parent.params), out)
+    result = compositional(ctx.obj, out)
     table = Table(title="compositional: test accuracy")
     for col in ("method", "ranks", "trainable parameters", "test accuracy"):
         table.add_column(col)

@@ -80,10 +80,10 @@ def track(cfg: TrackConfig, show_progress: bool = True, overwrite: bool = False)
 
 
 def _finetune_config(cfg: TrackConfig, out: Path):
-    from interp.finetune import FinetuneConfig
+    from interp.finetune import FinetuneConfig, LoRAOptions
 
     return FinetuneConfig(model=cfg.model, task=cfg.task, method=cfg.method, steps=cfg.steps, lr=cfg.lr,
-                          lora_r=cfg.lora_r, checkpoint_every=cfg.checkpoint_every, eval_every=cfg.checkpoint_every,
+                          lora=LoRAOptions(r=cfg.lora_r), checkpoint_every=cfg.checkpoint_every, eval_every=cfg.checkpoint_every,
                           seed=cfg.seed, out=str(out / "finetune"))
 
 

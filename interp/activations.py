@@ -16,6 +16,7 @@ from typing import Iterator
 import torch
 
 from .errors import InterpError
+from .seeds import torch_generator
 
 MASK_POLICIES = ("mask", "unmask", "all", "clean")
 
@@ -100,7 +101,7 @@ class ActivationStream:
         self.stop = stop_layer(self.hooks)
         self.batches_read = start_batch
         self.tokens = token_batches(cfg.dataset, tokenizer, cfg.model_batch, cfg.context_size, cfg.seed, start_batch)
-        self.gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start_batch)
+        self.gen = torch_generator(cfg.seed, "activations/masks", start_batch)
 
     def model_batch(self, ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One forward pass: (activations [n_kept, n_hooks, d_in], input ids, kept-position mask)."""

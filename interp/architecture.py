@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from . import vocab
+from .seeds import manual_seed, torch_generator
 from .tokenizer import number_token_id
 
 PERIODS = (2, 3, 5, 7, 10, 20, 50, 100, 250, 500, 1000)
@@ -41,7 +42,7 @@ def build_model(arch: ArchConfig, seed: int):
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
         hidden_dropout=0.0, attention_dropout=0.0,
     )
-    torch.manual_seed(seed)
+    manual_seed(seed, "init/weights")
     model = GPTNeoXForCausalLM(cfg)
     init_number_embeddings(model, seed)
     return model
@@ -57,7 +58,7 @@ def number_features(n: torch.Tensor) -> torch.Tensor:
 def init_number_embeddings(model, seed: int) -> None:
     """Overwrite the number rows of the input and output embeddings with a random projection of
     `number_features`, scaled to the norm of the randomly initialised rows."""
-    g = torch.Generator().manual_seed(seed + 1)
+    g = torch_generator(seed, "init/number-embeddings")
     numbers = torch.arange(vocab.MAX_NUMBER + 1)
     rows = number_token_id(0) + numbers
     feats = number_features(numbers)

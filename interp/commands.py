@@ -8,8 +8,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from . import options
 from .console import console
+from .evaluate import EvalConfig
+from .finetune import FinetuneConfig
+from .options import command
 
 
 def _models() -> None:
@@ -30,26 +32,23 @@ def _models() -> None:
     console.print("accuracy: exact match (%) on 200 test-split examples per task, before fine-tuning")
 
 
-def _eval(model: str = typer.Option(..., "--model", help="zoo name, local HF directory, .gguf file or hub id"),
-          task: list[str] = typer.Option(..., "--task", help="task name (repeatable) or 'all'"),
-          split: str = typer.Option("test", help="train, circuit or test"),
-          n: int = typer.Option(200, help="number of examples"),
-          seed: int = typer.Option(0), dtype: str = options.DTYPE,
-          device_map: Optional[str] = options.DEVICE_MAP,
-          trust_remote_code: bool = options.TRUST_REMOTE_CODE) -> None:
+@command(EvalConfig)
+def _eval(cfg: EvalConfig) -> None:
     """Exact-match accuracy of a model on one or more tasks."""
     from .errors import InterpError
     from .evaluate import accuracy
     from .loading import load_model
     from .tasks import TASKS, get_task, make_examples
 
-    every = task == ["all"]
-    names = list(TASKS) if every else task
+    every = cfg.task == ["all"]
+    names = list(TASKS) if every else cfg.task
+    split, n, seed = cfg.split, cfg.n, cfg.seed
     for t in names:  # a bad task, split or n (more than the split holds) fails before the model loads
         make_examples(get_task(t).name, split, n, seed)
-    loaded = load_model(model, bridge=False, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code)
+    loaded = load_model(cfg.model, bridge=False, dtype=cfg.dtype, device_map=cfg.device_map,
+                        trust_remote_code=cfg.trust_remote_code)
     loaded.require_head("exact-match accuracy")  # a random head would score chance, not the model
-    table = Table(title=f"{model} ({loaded.kind})")
+    table = Table(title=f"{cfg.model} ({loaded.kind})")
     table.add_column("task"); table.add_column("split"); table.add_column("n"); table.add_column("accuracy %")
     for t in names:
         try:  # word-list tasks keep the words this tokenizer makes one token
@@ -140,35 +139,28 @@ def zoo_train(name: str, out: Optional[Path] = typer.Option(None, help="output d
     console.print(f"trained {name} -> {path}")
 
 
-def _finetune(model: str = typer.Option("pythia-mini", help="zoo name, local HF directory or hub id"),
-              task: str = typer.Option("add_sub", help="task name or 'all'"),
-              method: str = typer.Option("full", help="full, lora or adalora"),
-              steps: int = typer.Option(400), batch_size: int = typer.Option(64),
-              lr: Optional[float] = typer.Option(None, help="default 5e-4 (full) or 4e-3 (LoRA)"),
-              lora_r: int = typer.Option(8), seed: int = typer.Option(0),
-              out: Path = typer.Option(Path("runs/finetune"), help="run directory (checkpoints, metrics)"),
+@command(FinetuneConfig)
+def _finetune(cfg: FinetuneConfig,
               resume: bool = typer.Option(True, help="continue a stopped run at --out (or reuse a finished one)"),
-              overwrite: bool = typer.Option(False, help="start again over a run interp made at --out"),
-              dtype: str = options.DTYPE, device_map: Optional[str] = options.DEVICE_MAP) -> None:
+              overwrite: bool = typer.Option(False, help="start again over a run interp made at --out")) -> None:
     """Fine-tune a model on a task (loss on the answer token), with resumable checkpoints."""
     import time
     from contextlib import nullcontext
+    from dataclasses import replace
 
-    from .finetune import FinetuneConfig, finetune
+    from .finetune import finetune
     from .rundir import RunDir
-    from .tasks import ARITHMETIC, get_task
+    from .tasks import ARITHMETIC
 
-    names = list(ARITHMETIC) if task == "all" else [get_task(task).name]
-    configs = [FinetuneConfig(model=model, task=name, method=method, steps=steps, batch_size=batch_size, lr=lr,
-                              lora_r=lora_r, seed=seed, out=str(out / name if task == "all" else out), dtype=dtype,
-                              device_map=device_map)
-               for name in names]
+    every = cfg.task == "all"
+    out = Path(cfg.out or "runs/finetune")
+    configs = [replace(cfg, task=t, out=str(out / t)) for t in ARITHMETIC] if every else [cfg]
     for cfg in configs:
         cfg.validate()
-    suite = RunDir(out, "finetune-suite", atomic=False) if task == "all" else None  # one run per task inside
+    suite = RunDir(out, "finetune-suite", atomic=False) if every else None  # one run per task inside
     if suite:
         suite.check(resume=True, overwrite=overwrite, reuse_finished=True)
-    table = Table(title=f"{method} fine-tuning of {model}")
+    table = Table(title=f"{cfg.method} fine-tuning of {cfg.model}")
     for col in ["task", "steps", "accuracy before %", "accuracy after %", "best %", "seconds"]:
         table.add_column(col)
     with suite.writing(True, overwrite, reuse_finished=True) if suite else nullcontext():
@@ -176,7 +168,7 @@ def _finetune(model: str = typer.Option("pythia-mini", help="zoo name, local HF 
             start = time.time()
             r = finetune(cfg, resume=resume, overwrite=overwrite and not suite)
             best = max((h["accuracy"] for h in r.history), default=r.accuracy_after)
-            table.add_row(cfg.task, str(steps), f"{100 * r.accuracy_before:.1f}", f"{100 * r.accuracy_after:.1f}",
+            table.add_row(cfg.task, str(cfg.steps), f"{100 * r.accuracy_before:.1f}", f"{100 * r.accuracy_after:.1f}",
                           f"{100 * best:.1f}", f"{time.time() - start:.0f}")
     console.print(table)
 

@@ -14,12 +14,14 @@ from typing import Iterator
 
 import torch
 
+from .seeds import torch_generator
 from .errors import InterpError
 
 
 def token_batches(dataset: str, tokenizer, batch_size: int, context_size: int, seed: int = 0,
-                  start: int = 0) -> Iterator[torch.Tensor]:
-    """Endless batches of `batch_size` sequences of `context_size` tokens, from batch index `start` on."""
+                  start: int = 0, purpose: str = "activations") -> Iterator[torch.Tensor]:
+    """Endless batches of `batch_size` sequences of `context_size` tokens, from batch index `start` on; the
+    generated corpus's text and a file's order come from the stream named `purpose` (interp/seeds.py)."""
     if context_size < 2:
         raise InterpError(f"context size must be at least 2 (got {context_size})")
     if dataset == "corpus":
@@ -28,12 +30,13 @@ def token_batches(dataset: str, tokenizer, batch_size: int, context_size: int, s
         def corpus():
             i = start
             while True:
-                yield packed_corpus_batch(tokenizer, batch_size, context_size, f"activations/{seed}/{i}")
+                yield packed_corpus_batch(tokenizer, batch_size, context_size, f"{purpose}/{seed}/{i}")
                 i += 1
 
         return corpus()
     if is_local_file(dataset):
-        return _file_batches(Path(dataset).expanduser(), tokenizer, batch_size, context_size, seed, start)
+        return _file_batches(Path(dataset).expanduser(), tokenizer, batch_size, context_size,
+                             torch_generator(seed, f"{purpose}/file-order"), start)
     return _hub_batches(dataset, tokenizer, batch_size, context_size, start)
 
 
@@ -106,11 +109,11 @@ def _pack(texts: list[str], tokenizer, context_size: int) -> torch.Tensor:
     return torch.cat([torch.full((n, 1), tokenizer.bos_token_id), body], dim=1)
 
 
-def _file_batches(path, tokenizer, batch_size, context_size, seed, start):
+def _file_batches(path, tokenizer, batch_size, context_size, generator, start):
     chunks = _pack(read_texts(path), tokenizer, context_size)
     if len(chunks) == 0:
         raise InterpError(f"{path} holds fewer than {context_size - 1} tokens: too short for one context")
-    order = torch.randperm(len(chunks), generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(len(chunks), generator=generator)
 
     def batches():
         i = start

@@ -5,9 +5,23 @@ see interp/answers.py)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from .answers import correct
+from .options import device_map_field, dtype_field, opt, trust_remote_code_field
 from .tasks import Example, make_examples
+
+
+@dataclass
+class EvalConfig:
+    model: str = opt(help="zoo name, local HF directory, .gguf file or hub id")
+    task: list[str] = opt(help="task names (repeatable or comma-separated) or 'all'")
+    split: str = opt("test", "train, circuit or test")
+    n: int = opt(200, "examples per task", min=1)
+    seed: int = opt(0, "seed of the examples drawn", min=0)
+    dtype: str = dtype_field()
+    device_map: str | None = device_map_field()
+    trust_remote_code: bool = trust_remote_code_field()
 
 
 def encode_prompts(tokenizer, prompts: list[str]) -> tuple[dict[int, list[int]], list[list[int]]]:

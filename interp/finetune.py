@@ -24,36 +24,46 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import InterpError, check_number
 from .interrupt import deferred_interrupt
+from .options import check_fields, device_map_field, dtype_field, opt
 from .evaluate import accuracy
 from .rundir import config_changes
+from .seeds import manual_seed, torch_generator
 from .tasks import make_examples
 
 
 @dataclass
+class LoRAOptions:
+    """What only the adapter methods (lora, adalora) read."""
+    r: int = opt(8, "LoRA rank (AdaLoRA: the final budget)", flag="lora_r")
+    alpha: int | None = opt(None, "LoRA alpha (default 2 x rank)", flag="lora_alpha", min=1)
+    target_modules: list[str] = opt(factory=list, cli=False)  # empty: every projection of the family (families.py)
+    # per-module ranks and alphas (PEFT patterns: module name -> value), and a learning rate for the adapters of
+    # `critical_modules`: CircuitLoRA fills these
+    rank_pattern: dict[str, int] = opt(factory=dict, cli=False)
+    alpha_pattern: dict[str, int] = opt(factory=dict, cli=False)
+    lr_critical: float | None = opt(None, cli=False)
+    critical_modules: list[str] = opt(factory=list, cli=False)
+
+
+@dataclass
 class FinetuneConfig:
-    model: str = "pythia-mini"
-    task: str = "add_sub"
-    method: str = "full"  # "full", "lora" or "adalora"
-    steps: int = 400
-    batch_size: int = 64
-    lr: float | None = None  # default: 5e-4 full, 4e-3 LoRA
-    weight_decay: float = 0.01
-    lora_r: int = 8
-    lora_alpha: int | None = None  # default 2r
-    target_modules: list[str] = field(default_factory=list)  # empty: every projection of the family (families.py)
-    # per-module ranks and alphas (PEFT patterns: module name -> value); CircuitLoRA fills these
-    rank_pattern: dict[str, int] = field(default_factory=dict)
-    alpha_pattern: dict[str, int] = field(default_factory=dict)
-    lr_critical: float | None = None  # a learning rate for the adapters of `critical_modules`
-    critical_modules: list[str] = field(default_factory=list)
-    n_train: int = 4000  # at most; small splits give all they have
-    n_eval: int = 200
-    eval_every: int = 100
-    checkpoint_every: int = 100
-    seed: int = 0
-    out: str | None = None
-    dtype: str = "float32"  # the model's weights (LoRA adapters stay float32)
-    device_map: str | None = None  # "auto": accelerate spreads the model over every device
+    model: str = opt("pythia-mini", "zoo name, local HF directory, .gguf file or hub id")
+    task: str = opt("add_sub", "task name, several separated by commas (trained in turn), or 'all' (one run each)")
+    method: str = opt("full", "fine-tuning method", choices=("full", "lora", "adalora"))
+    steps: int = opt(400, "optimiser steps", min=1)
+    batch_size: int = opt(64, "examples per step", min=1)
+    lr: float | None = opt(None, "learning rate (default 5e-4 full, 4e-3 LoRA)")
+    weight_decay: float = opt(0.01, "AdamW weight decay")
+    lora: LoRAOptions = opt(factory=LoRAOptions)
+    n_train: int = opt(4000, "train examples, at most (small splits give all they have)", min=1)
+    n_eval: int = opt(200, "test examples per evaluation", min=1)
+    eval_every: int = opt(100, "steps between evaluations", min=1)
+    checkpoint_every: int = opt(100, "steps between checkpoints", min=1)
+    seed: int = opt(0, "seed of every random stream of the run", min=0)
+    out: str | None = opt(None, "run directory (checkpoints, metrics); `interp finetune` writes runs/finetune by "
+                                  "default, the API nothing")
+    dtype: str = dtype_field()  # LoRA adapters stay float32
+    device_map: str | None = device_map_field()
 
     def validate(self) -> None:
         """Fail on bad settings before any model is loaded."""
@@ -62,17 +72,14 @@ class FinetuneConfig:
 
         for t in self.tasks():
             trainable(t)
+        check_fields(self)
         torch_dtype(self.dtype)
         check_device_map(self.device_map)
-        if self.method not in ("full", "lora", "adalora"):
-            raise InterpError(f"unknown fine-tuning method {self.method!r}; valid: full, lora, adalora")
-        if self.method != "full" and (low := min([self.lora_r, *self.rank_pattern.values()])) < 1:
+        if self.method != "full" and (low := min([self.lora.r, *self.lora.rank_pattern.values()])) < 1:
             raise InterpError(f"LoRA rank must be >= 1, got {low}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise InterpError("steps and batch size must be >= 1")
-        for name in ("lr", "lr_critical"):
-            if getattr(self, name) is not None:
-                check_number(name.replace("_", "-"), getattr(self, name))
+        for name, value in (("lr", self.lr), ("lr-critical", self.lora.lr_critical)):
+            if value is not None:
+                check_number(name, value)
         check_number("weight-decay", self.weight_decay, inclusive=True)
 
     def tasks(self) -> list[str]:
@@ -97,7 +104,7 @@ def target_modules(cfg: FinetuneConfig, model) -> list[str]:
     """The modules LoRA adapts: the config's, or every attention and MLP projection of the model's family."""
     from .families import peft_targets
 
-    return list(cfg.target_modules) or peft_targets(model)
+    return list(cfg.lora.target_modules) or peft_targets(model)
 
 
 def peft_config(cfg: FinetuneConfig, model):
@@ -108,13 +115,14 @@ def peft_config(cfg: FinetuneConfig, model):
 
     targets = target_modules(cfg, model)
     exclude = outside_blocks(model, targets) or None
-    alpha = cfg.lora_alpha or 2 * cfg.lora_r
+    r = cfg.lora.r
+    alpha = cfg.lora.alpha or 2 * r
     if cfg.method == "adalora":
-        return AdaLoraConfig(init_r=max(cfg.lora_r + 1, round(1.5 * cfg.lora_r)), target_r=cfg.lora_r, lora_alpha=alpha,
+        return AdaLoraConfig(init_r=max(r + 1, round(1.5 * r)), target_r=r, lora_alpha=alpha,
                              target_modules=targets, exclude_modules=exclude, lora_dropout=0.0, total_step=cfg.steps,
                              tinit=cfg.steps // 10, tfinal=cfg.steps // 5, deltaT=max(1, cfg.steps // 40))
-    return LoraConfig(r=cfg.lora_r, lora_alpha=alpha, target_modules=targets, exclude_modules=exclude, lora_dropout=0.0,
-                      bias="none", rank_pattern=dict(cfg.rank_pattern), alpha_pattern=dict(cfg.alpha_pattern))
+    return LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, exclude_modules=exclude, lora_dropout=0.0,
+                      bias="none", rank_pattern=dict(cfg.lora.rank_pattern), alpha_pattern=dict(cfg.lora.alpha_pattern))
 
 
 def prepare_model(model, cfg: FinetuneConfig):
@@ -132,11 +140,12 @@ def prepare_model(model, cfg: FinetuneConfig):
 def param_groups(model, cfg: FinetuneConfig) -> list[dict]:
     """One group, or two when critical modules get their own learning rate (`lr_scale` keeps the schedule)."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if cfg.lr_critical is None or not cfg.critical_modules:
+    lora = cfg.lora
+    if lora.lr_critical is None or not lora.critical_modules:
         return [{"params": [p for _, p in params], "lr_scale": 1.0}]
-    critical = lambda n: any(f"{m}." in n for m in cfg.critical_modules)
+    critical = lambda n: any(f"{m}." in n for m in lora.critical_modules)
     return [{"params": [p for n, p in params if not critical(n)], "lr_scale": 1.0},
-            {"params": [p for n, p in params if critical(n)], "lr_scale": cfg.lr_critical / cfg.learning_rate()}]
+            {"params": [p for n, p in params if critical(n)], "lr_scale": lora.lr_critical / cfg.learning_rate()}]
 
 
 def lr_at(cfg: FinetuneConfig, step: int) -> float:
@@ -154,7 +163,7 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor
     idx = []
     while len(idx) < batch_size:
         epoch, offset = divmod(start + len(idx), n)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        perm = torch.randperm(n, generator=torch_generator(seed, "finetune/order", epoch))
         idx.extend(perm[offset : offset + batch_size - len(idx)].tolist())
     return torch.tensor(idx)
 
@@ -201,7 +210,7 @@ def finetune(cfg: FinetuneConfig, loaded=None, resume: bool = True, overwrite: b
     data = [encode_train(tok, make_examples(t, "train", cfg.n_train, cfg.seed, at_most=True, tokenizer=tok), diffusion,
                          stop) for t in tasks]
     test = [e for t in tasks for e in make_examples(t, "test", cfg.n_eval, 0, tokenizer=tok)]
-    torch.manual_seed(cfg.seed)
+    manual_seed(cfg.seed, "finetune/init")  # adapter weights, diffusion masks
     acc_before = accuracy(loaded.model, tok, test, diffusion)
     model = prepare_model(loaded.model, cfg)
     groups = param_groups(model, cfg)

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .architecture import ArchConfig, build_model
 from .checkpoint import load_checkpoint, save_checkpoint
+from .seeds import seed_of
 from .interrupt import deferred_interrupt
 from .corpus import packed_corpus_batch
 from .tokenizer import load_tokenizer
@@ -80,7 +81,7 @@ def _step(cfg: PretrainConfig, model, opt, tok, g: torch.Generator, step: int, b
     if cfg.objective == "ar":
         loss = model(input_ids=x, labels=x).loss
     else:
-        g.manual_seed(cfg.seed * 1_000_003 + step)
+        g.manual_seed(seed_of(cfg.seed, "pretrain/masks", step))
         loss = llada_loss(model, x, tok.mask_token_id, generator=g)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from interp.finetune import FinetuneConfig, batch_indices, finetune
+from interp.finetune import FinetuneConfig, LoRAOptions, batch_indices, finetune
 from interp.loading import load_model
 
 
@@ -42,4 +42,4 @@ def test_bad_rank_is_refused(tmp_path):
     from interp.errors import InterpError
 
     with pytest.raises(InterpError, match="rank"):
-        finetune(FinetuneConfig(method="lora", lora_r=0, steps=1, out=str(tmp_path)))
+        finetune(FinetuneConfig(method="lora", lora=LoRAOptions(r=0), steps=1, out=str(tmp_path)))

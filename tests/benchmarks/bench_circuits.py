@@ -53,7 +53,7 @@ def child(key: str, inp: str, out: str) -> None:
     batches = [TaskBatch(spec["clean"][i : i + bs], spec["corrupted"][i : i + bs], spec["answers"][i : i + bs, None])
                for i in range(0, len(spec["answers"]), bs)]
     method, metric = OURS[key]
-    cfg = AttributionConfig(method=method, metric=metric, steps=5)
+    cfg = AttributionConfig(method=method, metric=metric, ig_steps=5)
     with peak_rss() as mem:
         start = time.perf_counter()
         scores = attribute(m.bridge, layout, batches, cfg)

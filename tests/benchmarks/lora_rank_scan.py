@@ -17,7 +17,7 @@ from statistics import mean, pstdev
 
 from circuits.allocation import layer_sizes, lora_parameters
 from circuits.circuit_lora import CircuitLoRAConfig, _finetune_config, _train
-from interp.finetune import target_modules
+from interp.finetune import LoRAOptions, target_modules
 from interp.loading import load_model
 from interp.tasks import TASKS
 
@@ -49,7 +49,7 @@ def main() -> None:
                 done = FINISHED[r] / task / f"s{seed}" / "lora" if r in FINISHED else None
                 if done and done.is_dir() and not (out / "lora").exists():
                     (out / "lora").symlink_to(done.resolve(), target_is_directory=True)
-                ft = _finetune_config(cfg, method="lora", lora_r=r)
+                ft = _finetune_config(cfg, method="lora", lora=LoRAOptions(r=r))
                 row = _train(cfg, {"lora": (ft, str(r), lora_parameters(sizes, lambda l: r))}, out, total)[0]
                 acc[r][task].append(100 * row["accuracy"])
                 share[r] = row["share"]

@@ -9,7 +9,7 @@ from circuits.allocation import (allocate, check_ranks, critical_layers, layer_s
 from circuits.circuit import Circuit
 from circuits.graph import Graph
 from interp.errors import InterpError
-from interp.finetune import FinetuneConfig, peft_config
+from interp.finetune import FinetuneConfig, LoRAOptions, peft_config
 
 GPT_NEOX_LINEARS = ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]
 
@@ -54,7 +54,7 @@ def test_allocation_reaches_every_module_with_its_rank(ar):
                                                               ("attention.query_key_value", "attention.dense",
                                                                "mlp.dense_h_to_4h", "mlp.dense_4h_to_h")}
     assert all(alloc.alphas[n] == 2 * r for n, r in alloc.ranks.items())
-    cfg = FinetuneConfig(method="lora", lora_r=2, rank_pattern=alloc.ranks, alpha_pattern=alloc.alphas)
+    cfg = FinetuneConfig(method="lora", lora=LoRAOptions(r=2, rank_pattern=alloc.ranks, alpha_pattern=alloc.alphas))
     peft = get_peft_model(load_model("pythia-mini", bridge=False).model, peft_config(cfg, ar.model))
     check_ranks(peft, alloc.ranks)
     sizes = layer_sizes(ar.model, GPT_NEOX_LINEARS)

@@ -84,7 +84,7 @@ def test_eap_ig_ranks_edges_like_their_true_patching_effect(tuned_edge_model):
     batch = task_batches(m.tokenizer, "add_sub", n=32, batch_size=32)[0]
     clean_logits, _ = node_outputs(m.bridge, layout, batch.clean)
     corrupted_logits, corrupted_out = node_outputs(m.bridge, layout, batch.corrupted)
-    scores = attribute(m.bridge, layout, [batch], AttributionConfig(method="eap-ig", metric="kl", steps=5))
+    scores = attribute(m.bridge, layout, [batch], AttributionConfig(method="eap-ig", metric="kl", ig_steps=5))
     sample = torch.randperm(len(scores), generator=torch.Generator().manual_seed(1))[:160].tolist()
     effects = []
     with torch.no_grad():

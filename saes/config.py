@@ -10,6 +10,8 @@ from interp.datasets import check_dataset
 from interp.errors import InterpError, check_number
 from interp.loading import check_device_map, torch_dtype
 
+from .architectures import check_architecture
+
 
 EVAL_FRACTION = 16  # default evaluation tokens: 1/EVAL_FRACTION of the training tokens ...
 EVAL_TOKENS_MIN, EVAL_TOKENS_MAX = 4_096, 65_536  # ... within these bounds (4,096: one batch of 64 x 64)
@@ -22,6 +24,7 @@ class SAETrainConfig:
     context_size: int = 64
     hooks: list[str] = field(default_factory=list)  # empty: residual stream after the middle block
     k: list[int] = field(default_factory=lambda: [32])  # several values: a sweep from one stream
+    architecture: str = "topk"  # the SAE architecture: topk or batchtopk (saes/architectures/)
     width: int | None = None  # number of latents; None: expansion * d_in
     expansion: int = 16
     tokens: int = 2_000_000  # training activations per SAE
@@ -74,6 +77,7 @@ class SAETrainConfig:
             raise InterpError(f"expansion must be at least 1 (got {self.expansion})")
         if self.width is not None and max(self.k) > self.width:
             raise InterpError(f"k = {max(self.k)} is larger than the width {self.width}; k must be at most the width")
+        check_architecture(self.architecture)
         for name in ("tokens", "batch_size", "context_size", "model_batch", "checkpoint_every", "eval_tokens",
                      "feature_tokens"):
             if getattr(self, name) is not None and getattr(self, name) < 1:

@@ -20,6 +20,8 @@ import torch
 
 from interp.errors import InterpError
 
+from .architectures import trained_k
+
 
 def sae_hook_fn(sae):
     """A TransformerLens hook function that replaces the activation by the SAE's reconstruction."""
@@ -144,7 +146,7 @@ def evaluate_saes(loaded, saes: dict, dataset: str = "corpus", context_size: int
                 m["delta_ce_unmasked"] = m["ce_spliced_unmasked"] - m["ce_clean_unmasked"]
         else:  # null rather than absent: readers of metrics.json see the metric exists and was not measured
             m.update(dict.fromkeys(ce_keys), ce_skipped=ce_skip_reason(loaded))
-        m.update(model=loaded.name, hook=hook, k=sae.cfg.k, d_sae=sae.cfg.d_sae, eval_tokens=count,
+        m.update(model=loaded.name, hook=hook, k=trained_k(sae), d_sae=sae.cfg.d_sae, eval_tokens=count,
                  ce_kind="masked-token CE weighted 1/t" if diffusion else "next-token CE")
         out[name] = m
     return out

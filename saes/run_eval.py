@@ -10,6 +10,7 @@ from pathlib import Path
 from interp.errors import InterpError
 from interp.rundir import write_atomic
 
+from .architectures import trained_k
 from .config import SAETrainConfig
 
 
@@ -34,8 +35,9 @@ def check_labels(name: str, sae, run_hooks: list[str]) -> None:
     if named and named.group(1) != hook:
         raise InterpError(f"SAE {name}: cfg.json says hook_name {hook!r} but the directory name says "
                           f"{named.group(1)!r}; they must match (restore cfg.json or rename the directory)")
-    if named and int(named.group(2)) != sae.cfg.k:
-        raise InterpError(f"SAE {name}: cfg.json says k {sae.cfg.k} but the directory name says {named.group(2)}; "
+    k = trained_k(sae)
+    if named and k is not None and int(named.group(2)) != k:
+        raise InterpError(f"SAE {name}: cfg.json says k {k} but the directory name says {named.group(2)}; "
                           "they must match")
     if run_hooks and hook not in run_hooks:
         raise InterpError(f"SAE {name}: cfg.json says hook_name {hook!r} but the run's config.json trained "

@@ -1,4 +1,4 @@
-"""`train_sae(config)`: harvest activations, train Top-K SAEs on them, evaluate, write the run directory.
+"""`train_sae(config)`: harvest activations, train SAEs on them, evaluate, write the run directory.
 
 Run directory (written under `<out>.partial`, renamed to `<out>` when complete; interp/rundir.py):
     interp-run.json             the manifest that marks the directory as a run of ours
@@ -51,7 +51,7 @@ def _check_same_config(work: Path, cfg: SAETrainConfig) -> None:
 
 def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = True,
               overwrite: bool = False) -> SAETrainResult:
-    """Train one Top-K SAE per (hook, k) from one activation stream; see the module docstring for outputs.
+    """Train one SAE of `cfg.architecture` per (hook, k) from one activation stream (outputs: module docstring).
     `resume` continues a stopped run of `cfg.out`; `overwrite` replaces a finished one (interp/rundir.py)."""
     from interp.activations import ActivationStream, StreamConfig
     from interp.interrupt import deferred_interrupt

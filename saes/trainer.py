@@ -1,9 +1,10 @@
-"""Training several sae-lens `TopKTrainingSAE`s (a k sweep, several hooks) from one activation stream.
+"""Training several sae-lens training SAEs (a k sweep, several hooks) from one activation stream.
 
-The optimiser recipe follows sae-lens's `SAETrainer` (Adam, gradient-norm clip 1.0, its LR scheduler with
-warm-up and a final linear decay; activations scaled to mean norm sqrt(d_in), folded into the weights at
-the end), and the step is `topk_train_step`, which computes sae-lens's loss sparsely. A latent is dead
-when it has not fired for `dead_tokens` activations; dead latents feed the AuxK loss.
+The SAE class and its step come from `cfg.architecture` (saes/architectures/; the default `topk` steps with
+`topk_train_step`, which computes sae-lens's loss sparsely). The optimiser recipe follows sae-lens's
+`SAETrainer` (Adam, gradient-norm clip 1.0, its LR scheduler with warm-up and a final linear decay;
+activations scaled to mean norm sqrt(d_in), folded into the weights at the end). A latent is dead when it
+has not fired for `dead_tokens` activations; dead latents feed the AuxK loss.
 """
 
 from __future__ import annotations
@@ -14,21 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
-from sae_lens.saes.sae import SAEMetadata
+from sae_lens.saes.sae import SAEMetadata, TrainingSAE
 from sae_lens.training.optim import get_lr_scheduler
 
 from interp.checkpoint import safe_load
 
+from .architectures import Architecture, fired, get_architecture
 from .config import SAETrainConfig, sae_name
-from .topk_step import topk_train_step
 
 
 @dataclass
 class SAEState:
     name: str
     hook_index: int
-    sae: TopKTrainingSAE
+    sae: TrainingSAE
+    architecture: Architecture
     optimizer: torch.optim.Optimizer
     scheduler: object
     since_fired: torch.Tensor  # activations since each latent last fired
@@ -47,20 +48,19 @@ class SAEState:
 def make_states(cfg: SAETrainConfig, hooks: list[str], d_in: int, model_name: str) -> list[SAEState]:
     states = []
     steps = cfg.steps()
+    arch = get_architecture(cfg.architecture)
     for h, hook in enumerate(hooks):
         for k in cfg.k:
             torch.manual_seed(cfg.seed)
             meta = SAEMetadata(model_name=model_name, hook_name=hook, hook_head_index=None,
                                context_size=cfg.context_size, prepend_bos=True, dataset_path=cfg.dataset)
-            sae = TopKTrainingSAE(TopKTrainingSAEConfig(
-                d_in=d_in, d_sae=cfg.d_sae(d_in), k=k, aux_loss_coefficient=cfg.aux_coefficient,
-                normalize_activations="expected_average_only_in", device=cfg.device, metadata=meta))
+            sae = arch.make(cfg, d_in, k, meta)
             opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
             warm, decay = cfg.schedule()
             sched = get_lr_scheduler("constant", opt, training_steps=steps, lr=cfg.lr, warm_up_steps=warm,
                                      decay_steps=decay, lr_end=cfg.lr, num_cycles=1)
             d_sae = sae.cfg.d_sae
-            states.append(SAEState(sae_name(hook, k), h, sae, opt, sched,
+            states.append(SAEState(sae_name(hook, k), h, sae, arch, opt, sched,
                                    torch.zeros(d_sae, dtype=torch.long, device=cfg.device),
                                    torch.zeros(d_sae, dtype=torch.long, device=cfg.device)))
     return states
@@ -70,22 +70,21 @@ def train_step(state: SAEState, x: torch.Tensor, dead_tokens: int) -> dict[str, 
     """One optimiser step on scaled activations `x`; returns the step's metrics."""
     sae = state.sae
     dead = state.since_fired >= dead_tokens
-    out = topk_train_step(sae, x, dead)
+    out = state.architecture.step(sae, x, dead)
     out["loss"].backward()
     torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
     state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
     state.scheduler.step()
     with torch.no_grad():
-        active = out["acts"] > 0
-        hit = out["indices"][active]
+        hit, l0 = fired(out)
         state.since_fired += len(x)
         state.since_fired[hit] = 0
         state.fired.index_add_(0, hit, torch.ones_like(hit))
         var = (x - x.mean(0)).pow(2).sum(-1).mean()
         mse = out["mse_loss"].item()
-    return {"mse": mse, "aux": float(out["auxiliary_reconstruction_loss"]), "explained_variance": 1 - mse / var.item(),
-            "l0": active.sum(-1).float().mean().item(), "dead_fraction": dead.float().mean().item(),
+    return {"mse": mse, "aux": out["auxiliary_reconstruction_loss"].item(), "explained_variance": 1 - mse / var.item(),
+            "l0": l0.float().mean().item(), "dead_fraction": dead.float().mean().item(),
             "lr": state.optimizer.param_groups[0]["lr"]}
 
 

@@ -316,28 +316,31 @@ def test_unlearning_blocks_parameters_and_update(tiny, name):
     from transformers.pytorch_utils import Conv1D
 
     from interp.loading import load_model
-    from saes import unlearn_methods as um
+    from saes.unlearning import Batches, Context, UnlearnConfig, get_method, loop, with_options
+    from saes.unlearning.hooks import capture, param_names, resid
+    from saes.unlearning.push import control_vector
 
     spec, m = SPECS[name], load_model(tiny[name])  # the bridge takes over m.model's modules: a plain copy too
     base, ids = load_model(tiny[name], bridge=False).model, prompt_ids(m.tokenizer)
     _, cache_ = m.bridge.run_with_cache(ids)
-    with torch.no_grad(), um.capture(base, 1) as seen:
+    with torch.no_grad(), capture(base, 1) as seen:
         base(input_ids=ids)
-        stopped = um.resid(base, 1, ids)
+        stopped = resid(base, 1, ids)
     torch.testing.assert_close(seen[0], cache_["blocks.1.hook_resid_post"])  # the block's output is resid_post
     assert torch.equal(stopped, seen[0])
     out = f"{spec.blocks}.1.{spec.mlp_out}"
-    names = um.param_names(base, [1], "mlp_out")
+    names = param_names(base, [1], "mlp_out")
     assert names == [n for n, _ in base.named_parameters() if n.startswith(out + ".")] and f"{out}.weight" in names
 
     g = torch.Generator().manual_seed(0)
     tokens = lambda n: torch.randint(5, len(m.tokenizer), (n, 8), generator=g)
     zeros = torch.zeros(16, dtype=torch.long)  # answer targets: the pushes and the retain term never read them
-    data = um.Batches((tokens(16), zeros), [(tokens(16), zeros)], tokens(8))
+    data = Batches((tokens(16), zeros), [(tokens(16), zeros)], tokens(8))
     relevant = torch.linalg.qr(torch.randn(D_MODEL, 4, generator=g))[0]
-    kw = dict(coef=20.0, u=um.control_vector(D_MODEL, 0, None), retain_weight=1.0, relevant=relevant, batch=8)
-    free = um.train("rmu", base, data, names, 1, 3, 1e-2, 0, **kw)
-    held = um.train("sspu", base, data, names, 1, 3, 1e-2, 0, reg_weight=1000.0, **kw)
+    cfg = UnlearnConfig(steps=3, lr=1e-2, batch_size=8, retain_weight=1.0, push_weight="uniform")
+    fit = lambda method, reg: loop.train(get_method(method), Context(
+        base, data, names, 1, with_options(cfg, reg_weight=reg), 20.0, control_vector(D_MODEL, 0, None), relevant))
+    free, held = fit("rmu", 0.0), fit("sspu", 1000.0)
     start, weight = dict(base.named_parameters()), f"{out}.weight"
     for model in (free, held):
         for n, p in model.named_parameters():

@@ -179,11 +179,11 @@ def test_finetune_cli_nan_lr_writes_nothing(cli, tmp_path):
     ("relearn_lrs", "inf", "every rate > 0"),
 ])
 def test_unlearn_config_floats(field, value, msg):
-    from saes.unlearning import UnlearnConfig
+    from saes.unlearning import from_options
 
     with pytest.raises(InterpError, match=msg):
-        UnlearnConfig(**{field: value}).validate()
-    UnlearnConfig(reg_weight=0.0).validate()  # 0 switches the penalty off: a valid ablation
+        from_options(**{field: value}).validate()
+    from_options(reg_weight=0.0).validate()  # 0 switches the penalty off: a valid ablation
 
 
 @pytest.mark.parametrize("field,value,msg", [

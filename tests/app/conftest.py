@@ -52,16 +52,16 @@ def runs_dir(tmp_path_factory):
 
     # an unlearning run's feature selection (stage 1 of SSPU on the pythia-mini SAE)
     from saes.train import load_sae
-    from saes.unlearning import UnlearnConfig, _batches, _selection_json
-    from saes.unlearn_select import select
+    from saes.unlearning import UnlearnConfig, selection_json, training_data
+    from saes.unlearning.select import select
 
     loaded = load_model("pythia-mini")
-    data = _batches(loaded.tokenizer, UnlearnConfig())
+    data = training_data(loaded.tokenizer, UnlearnConfig())
     sae = load_sae(src)
     sel = select(loaded.bridge, {2: ("blocks.2.hook_resid_post", sae)}, [(data.forget[0][:64], data.forget[1][:64])],
                  [(r[0][:64], r[1][:64]) for r in data.retain], 4)
     (root / "unlearn").mkdir()
-    (root / "unlearn" / "selection.json").write_text(json.dumps(_selection_json(sel, src)))
+    (root / "unlearn" / "selection.json").write_text(json.dumps(selection_json(sel, src)))
     return root
 
 

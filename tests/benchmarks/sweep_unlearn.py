@@ -3,7 +3,7 @@ forget accuracy under the two attacks that decide the comparison at matched reta
 direction ablation), over the seeds asked for. No few-shot, reworded, format or relearning attacks, so a variant
 costs under a minute a seed instead of a full `interp unlearn` run.
 
-A variant is a set of `UnlearnConfig` overrides. Results go to OUT/sweep.jsonl (one line per variant and seed, so
+A variant is a set of `UnlearnConfig` overrides, by option name (`with_options`). Results go to OUT/sweep.jsonl (one line per variant and seed, so
 a stopped sweep resumes) and OUT/sweep.md (means over the seeds each variant has).
 
     python tests/benchmarks/sweep_unlearn.py --out runs/unlearn-sweep
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from interp.evaluate import accuracy
-from saes.unlearn_eval import ablation_accuracy, probe_accuracy, prompt_sets, test_set
-from saes.unlearning import UnlearnConfig, prepare
+from saes.unlearning import UnlearnConfig, prepare, with_options
+from saes.unlearning.evaluate import ablation_accuracy, probe_accuracy, prompt_sets, test_set
 
 # the variants are measured against the defaults this sweep ran under; `interp unlearn`'s have moved on since
 BASE = dict(steps=300, forget_text="prompts", retain_weight=20.0)
@@ -101,10 +101,12 @@ def main() -> None:
     log = out / "sweep.jsonl"
     done = {}
     for r in map(json.loads, log.read_text().splitlines() if log.exists() else []):
-        done[r["variant"], r["config"]["seed"]] = r
+        # a row saved before the options were grouped drew its rows from other random streams: not reused
+        if set(r["config"]) == set(asdict(UnlearnConfig())):
+            done[r["variant"], r["config"]["seed"]] = r
     for seed in args.seeds:
         for name in chosen(args.only):
-            cfg = replace(UnlearnConfig(seed=seed, n_eval=args.n_eval), **(BASE | VARIANTS[name]))
+            cfg = with_options(UnlearnConfig(seed=seed, n_eval=args.n_eval), **(BASE | VARIANTS[name]))
             if (name, seed) in done and done[name, seed]["config"] == asdict(cfg) and complete(done[name, seed]):
                 continue
             s = prepare(cfg)

@@ -16,7 +16,7 @@ from pathlib import Path
 from heldout_unlearn import run_models  # this folder: the script's own, first on sys.path
 
 from interp.answers import correct as answers_correct
-from saes.unlearn_eval import test_set
+from saes.unlearning.evaluate import test_set
 
 GROUPS = {  # (operator or None for both, the b values)
     "b = 2": (None, range(2, 3)), "b = 3-4": (None, range(3, 5)), "b >= 5": (None, range(5, 32)),

@@ -1,4 +1,5 @@
-"""SSPU: feature scores, subspace bases, the constrained update, clamping, a tiny end-to-end run, bad inputs."""
+"""SSPU: feature scores, subspace bases, the constrained update, clamping, the method registry, a tiny
+end-to-end run, bad inputs."""
 
 import json
 import subprocess
@@ -7,10 +8,25 @@ import sys
 import pytest
 import torch
 
-from saes import unlearn_methods as um
-from saes.unlearn_select import basis, feature_scores, irrelevant_latents
+from saes.unlearning import loop
+from saes.unlearning.clamp import clamp_fn
+from saes.unlearning.config import UnlearnConfig, with_options
+from saes.unlearning.data import Batches
+from saes.unlearning.hooks import capture, param_names, resid
+from saes.unlearning.method import Context
+from saes.unlearning.push import KNOWN_FLOOR, control_vector, half_push_recall, known_weights
+from saes.unlearning.registry import UNLEARN_METHODS, get_method
+from saes.unlearning.select import basis, feature_scores, irrelevant_latents
 
 HOOKS = ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
+
+
+def fit(method, base, data, names, steps, coef=20.0, u=None, relevant=None, **options):
+    """Registered method `method` trained on a bare context at layer 2 (no SAE run needed), with small batches and
+    every term at weight 1 unless `options` say otherwise."""
+    options = dict(lr=1e-2, batch_size=8, retain_weight=1.0, push_weight="uniform", reg_weight=0.0) | options
+    cfg = with_options(UnlearnConfig(steps=steps), **options)
+    return loop.train(get_method(method), Context(base, data, names, 2, cfg, coef, u, relevant))
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +42,12 @@ def sae_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def setup(sae_run):
     from interp.loading import load_model
-    from saes.unlearning import UnlearnConfig, _batches, load_saes
+    from saes.unlearning import load_saes, training_data
 
     tok = load_model("pythia-mini", bridge=False).tokenizer
     base = load_model("pythia-mini", bridge=False).model.eval()
     saes = load_saes(sae_run, "pythia-mini")
-    return base, _batches(tok, UnlearnConfig(forget_text="prompts")), saes
+    return base, training_data(tok, UnlearnConfig(forget_text="prompts")), saes
 
 
 def test_scores_rank_forget_tied_latents_first():
@@ -65,12 +81,11 @@ def test_only_chosen_parameters_change_and_the_update_stays_in_the_subspace(setu
     base, data, saes = setup
     sae = saes[2][1]
     relevant = basis(sae, list(range(8)))
-    names = um.param_names(base, [0, 1, 2], "dense_4h_to_h")
+    names = param_names(base, [0, 1, 2], "dense_4h_to_h")
     assert len(names) == 6
-    kw = dict(coef=20.0, u=um.control_vector(128, 0, basis(sae, list(range(100, 108)))), retain_weight=1.0,
-              relevant=relevant, batch=8)
-    free = um.train("rmu", base, data, names, 2, 4, 1e-2, 0, **kw)
-    held = um.train("sspu", base, data, names, 2, 4, 1e-2, 0, reg_weight=1000.0, **kw)
+    kw = dict(u=control_vector(128, 0, basis(sae, list(range(100, 108)))), relevant=relevant)
+    free = fit("rmu", base, data, names, 4, **kw)
+    held = fit("sspu", base, data, names, 4, reg_weight=1000.0, **kw)
     before = dict(base.named_parameters())
     for model in (free, held):
         for n, p in model.named_parameters():
@@ -85,13 +100,12 @@ def test_only_chosen_parameters_change_and_the_update_stays_in_the_subspace(setu
 def test_erase_target_shrinks_the_relevant_component_of_forget_activations(setup):
     base, data, saes = setup
     relevant = basis(saes[2][1], list(range(8)))
-    names = um.param_names(base, [0, 1, 2], "dense_4h_to_h")
-    erased = um.train("sspu", base, data, names, 2, 6, 1e-2, 0, retain_weight=1.0, relevant=relevant, batch=8,
-                      target="erase")
+    names = param_names(base, [0, 1, 2], "dense_4h_to_h")
+    erased = fit("sspu", base, data, names, 6, coef=0.0, relevant=relevant, target="erase")
     inputs, mask = data.forget[0][:32], data.forget_mask[:32]
 
     def relevant_energy(model):
-        with torch.no_grad(), um.capture(model, 2) as h:
+        with torch.no_grad(), capture(model, 2) as h:
             model(input_ids=inputs)
         return ((h[0] @ relevant) ** 2).sum(-1)[mask].mean().item()
     assert relevant_energy(erased) < 0.5 * relevant_energy(base)
@@ -100,17 +114,17 @@ def test_erase_target_shrinks_the_relevant_component_of_forget_activations(setup
 def test_stopped_forwards_and_cached_frozen_activations_are_what_full_forwards_give(setup):
     base, data, _ = setup
     ids = data.retain[1][0][:40]
-    with torch.no_grad(), um.capture(base, 2) as full:
+    with torch.no_grad(), capture(base, 2) as full:
         base(input_ids=ids)
-    with torch.no_grad(), um.capture(base, 3) as above:
-        stopped = um.resid(base, 2, ids)
+    with torch.no_grad(), capture(base, 3) as above:
+        stopped = resid(base, 2, ids)
     assert torch.equal(stopped, full[0]) and not above  # the same tensor, and block 3 never ran
-    cached, corpus = um.Batches(data.forget, data.retain, data.corpus).frozen(base, 2)
+    cached, corpus = Batches(data.forget, data.retain, data.corpus).frozen(base, 2)
     rows = torch.tensor([5, 300, 7])
     same = lambda a, b: torch.allclose(a, b, rtol=0, atol=1e-5)  # bit-equal here; batch size may reorder sums
     with torch.no_grad():
-        assert same(cached[1][rows], um.resid(base, 2, data.retain[1][0][rows]))
-        assert same(corpus[:8], um.resid(base, 2, data.corpus[:8]))
+        assert same(cached[1][rows], resid(base, 2, data.retain[1][0][rows]))
+        assert same(corpus[:8], resid(base, 2, data.corpus[:8]))
 
 
 def test_known_push_weights_follow_the_models_probability_of_the_answer(setup):
@@ -126,10 +140,10 @@ def test_known_push_weights_follow_the_models_probability_of_the_answer(setup):
 
     likely, unlikely = at_answer(logits.argmax(-1)), at_answer(logits.argmin(-1))
     p = logits.softmax(-1).max(-1).values
-    assert torch.allclose(um.known_weights(base, inputs, likely), p + um.KNOWN_FLOOR, atol=1e-5)
-    assert torch.allclose(um.known_weights(base, inputs, unlikely), torch.full((16,), um.KNOWN_FLOOR), atol=1e-3)
-    pushed = um.train("rmu", base, data, um.param_names(base, [0, 1, 2], "dense_4h_to_h"), 2, 2, 1e-2, 0,
-                      coef=20.0, u=um.control_vector(128, 0, None), batch=8, push_weight="known")
+    assert torch.allclose(known_weights(base, inputs, likely), p + KNOWN_FLOOR, atol=1e-5)
+    assert torch.allclose(known_weights(base, inputs, unlikely), torch.full((16,), KNOWN_FLOOR), atol=1e-3)
+    pushed = fit("rmu", base, data, param_names(base, [0, 1, 2], "dense_4h_to_h"), 2, u=control_vector(128, 0, None),
+                 push_weight="known")
     assert not torch.equal(pushed.gpt_neox.layers[2].mlp.dense_4h_to_h.weight,
                            base.gpt_neox.layers[2].mlp.dense_4h_to_h.weight)
 
@@ -152,11 +166,11 @@ def test_push_skips_positions_a_retain_prompt_shares(setup):
 
 def test_word_forms_are_extra_forget_text_and_the_attacks_wording_stays_held_out(setup):
     from interp.loading import load_model
-    from saes.unlearn_eval import prompt_sets
-    from saes.unlearning import UnlearnConfig, _batches
+    from saes.unlearning import training_data
+    from saes.unlearning.evaluate import prompt_sets
 
     tok = load_model("pythia-mini", bridge=False).tokenizer
-    data = _batches(tok, UnlearnConfig(forget_text="prompts+words"))
+    data = training_data(tok, UnlearnConfig(forget_text="prompts+words"))
     assert torch.equal(data.forget[0], setup[1].forget[0]) and not setup[1].words  # the prompts are unchanged
     wording = lambda text: " ".join(w for w in text.split() if not w.isdigit())
     seen = set()
@@ -176,12 +190,13 @@ def test_word_forms_are_extra_forget_text_and_the_attacks_wording_stays_held_out
 
 def test_control_vector_lies_in_the_irrelevant_subspace(setup):
     q = basis(setup[2][2][1], list(range(50, 60)))
-    u = um.control_vector(128, 3, q)
+    u = control_vector(128, 3, q)
     assert u.norm().item() == pytest.approx(1.0) and (u - q @ (q.T @ u)).norm() < 1e-5
     score = lambda v: -(torch.linspace(0.1, 3, 128) @ v.abs()).item()  # any score: the lowest wins
-    assert torch.equal(um.control_vector(128, 3, q, 1, score), u)  # one draw: the u above, bit for bit
-    best = um.control_vector(128, 3, q, 6, score)
-    firsts = [um.control_vector(128, 3, q, n, score) for n in range(1, 7)]
+    assert torch.equal(control_vector(128, 3, q, 1, score), u)  # one draw: the u above, bit for bit
+    assert not torch.equal(control_vector(128, 4, q), u)  # another seed, another u
+    best = control_vector(128, 3, q, 6, score)
+    firsts = [control_vector(128, 3, q, n, score) for n in range(1, 7)]
     assert score(best) == min(score(v) for v in firsts) and score(best) <= score(u)
     assert (best - q @ (q.T @ best)).norm() < 1e-5  # still in the subspace
 
@@ -192,9 +207,9 @@ def test_half_push_recall_reads_the_answer_after_the_push(setup):
     inputs, targets, mask = inputs[:n], targets[:n], data.forget_mask[:n]
     with torch.no_grad():
         p = base(input_ids=inputs).logits[:, -2].softmax(-1).gather(1, targets[:, -2, None]).mean().item()
-    u = um.control_vector(128, 0, None)
-    assert um.half_push_recall(base, 2, inputs, targets, torch.zeros_like(mask), 50 * u) == pytest.approx(p)
-    pushed = um.half_push_recall(base, 2, inputs, targets, mask, 50 * u)
+    u = control_vector(128, 0, None)
+    assert half_push_recall(base, 2, inputs, targets, torch.zeros_like(mask), 50 * u) == pytest.approx(p)
+    pushed = half_push_recall(base, 2, inputs, targets, mask, 50 * u)
     assert pushed < p  # moving the pushed positions toward a far-off point costs the answer
 
 
@@ -204,7 +219,7 @@ def test_clamping_edits_only_where_forget_features_fire(setup):
     h = torch.randn(2, 5, 128) * 3
     f = sae.encode(h)
     feature = int(f[0, 0].argmax())
-    edit = um.clamp_fn(sae, [feature], 1.0, torch.ones(sae.cfg.d_sae))
+    edit = clamp_fn(sae, [feature], 1.0, torch.ones(sae.cfg.d_sae))
     out = edit(h)
     fires = f[..., feature] > 0
     assert fires.any()
@@ -217,8 +232,8 @@ def test_tiny_end_to_end_run_resumes_after_a_stop(sae_run, tmp_path, monkeypatch
 
     from interp.errors import InterpError
     from interp.loading import load_model
-    from saes import unlearn_eval
-    from saes.unlearning import UnlearnConfig, unlearn
+    from saes.unlearning import evaluate as unlearn_eval
+    from saes.unlearning import unlearn
 
     out = tmp_path / "run"
     cfg = UnlearnConfig(model="pythia-mini", sae=str(sae_run), steps=3, n_eval=40, probe_examples=60,
@@ -241,12 +256,14 @@ def test_tiny_end_to_end_run_resumes_after_a_stop(sae_run, tmp_path, monkeypatch
 
     def no_training(*a, **k):
         raise AssertionError("a trained method was trained again")
-    monkeypatch.setattr(um, "train", no_training)
+    monkeypatch.setattr(loop, "train", no_training)
     calls.clear()
     monkeypatch.setattr(unlearn_eval, "evaluate", lambda *a, **k: (calls.append(1), evaluate(*a, **k))[1])
     report = unlearn(cfg, show_progress=False)
     assert len(calls) == 3 and report["rows"]["original"] == saved  # only the rows not yet evaluated
+    assert list(report["rows"]) == ["original", *UNLEARN_METHODS]  # every registered method, in registry order
     assert set(report["rows"]) == {"original", "sspu", "rmu", "gradient_ascent", "sae_clamping"}
+    assert report["config"]["sspu"]["target"] == "control"  # a method's own options are saved under its name
     # layer 1 is no candidate: the update spans l-2..l
     assert report["layer"] == 2 and set(report["changed_params"]) <= set(report["params"])
     for name, row in report["rows"].items():
@@ -293,7 +310,7 @@ def test_bad_inputs(sae_run, tmp_path, args, message):
 
 
 def test_eval_sets_take_a_whole_split_when_it_is_smaller():
-    from saes.unlearn_eval import chance, prompt_sets, test_set
+    from saes.unlearning.evaluate import chance, prompt_sets, test_set
 
     small = test_set("function", 1000)  # the split holds a few hundred
     assert 100 < len(small) < 1000 and len({e.clean for e in small}) == len(small)
@@ -307,18 +324,17 @@ def test_relearning_averages_independent_draws_and_keeps_the_first(setup, monkey
 
     from interp.corpus import packed_corpus_batch
     from interp.loading import load_model
-    from saes import unlearn_eval
-    from saes.unlearning import UnlearnConfig
+    from saes.unlearning import evaluate as unlearn_eval
 
     base = setup[0]
     tok = load_model("pythia-mini", bridge=False).tokenizer
     corpus = packed_corpus_batch(tok, 2, 32, "unlearn-eval")
     cfg = UnlearnConfig(n_eval=40, probe_examples=40, relearn_steps=3, relearn_lrs="5e-4", seed=1)
-    relearn, seeds = unlearn_eval.relearn, []
-    monkeypatch.setattr(unlearn_eval, "relearn", lambda *a: (seeds.append(a[-1]), relearn(*a))[1])
+    relearn, draws = unlearn_eval.relearn, []
+    monkeypatch.setattr(unlearn_eval, "relearn", lambda *a: (draws.append(a[-2:]), relearn(*a))[1])
     one = unlearn_eval.evaluate(base, tok, "mul_div", ["add_sub"], corpus, 2, cfg)
     three = unlearn_eval.evaluate(base, tok, "mul_div", ["add_sub"], corpus, 2, replace(cfg, relearn_draws=3))
-    assert seeds == [1, 1, 1001, 2001]  # every draw its own examples; the first is the one-draw run's
+    assert draws == [(1, 0), (1, 0), (1, 1), (1, 2)]  # every draw its own examples; the first is the one-draw run's
     assert one["relearn_each"] == [one["relearn"]] and three["relearn_each"][0] == one["relearn"]
     assert three["relearn"] == pytest.approx(sum(three["relearn_each"]) / 3)
 
@@ -326,8 +342,7 @@ def test_relearning_averages_independent_draws_and_keeps_the_first(setup, monkey
 def test_relearning_reports_the_best_rate_of_draws_shared_across_rates(setup, monkeypatch):
     from interp.corpus import packed_corpus_batch
     from interp.loading import load_model
-    from saes import unlearn_eval
-    from saes.unlearning import UnlearnConfig
+    from saes.unlearning import evaluate as unlearn_eval
 
     base = setup[0]
     tok = load_model("pythia-mini", bridge=False).tokenizer
@@ -335,9 +350,9 @@ def test_relearning_reports_the_best_rate_of_draws_shared_across_rates(setup, mo
     cfg = UnlearnConfig(n_eval=40, probe_examples=40, relearn_steps=3, relearn_lrs="1e-5,3e-3", relearn_draws=2,
                         seed=1)
     relearn, calls = unlearn_eval.relearn, []
-    monkeypatch.setattr(unlearn_eval, "relearn", lambda *a: (calls.append(a[-2:]), relearn(*a))[1])
+    monkeypatch.setattr(unlearn_eval, "relearn", lambda *a: (calls.append((a[-3], a[-1])), relearn(*a))[1])
     row = unlearn_eval.evaluate(base, tok, "mul_div", ["add_sub"], corpus, 2, cfg)
-    assert calls == [(1e-5, 1), (1e-5, 1001), (3e-3, 1), (3e-3, 1001)]  # each rate sees the same two draws
+    assert calls == [(1e-5, 0), (1e-5, 1), (3e-3, 0), (3e-3, 1)]  # each rate sees the same two draws
     by_lr = row["relearn_by_lr"]
     assert set(by_lr) == {"1e-05", "0.003"} and row["relearn"] == max(by_lr.values())
     assert by_lr[f"{row['relearn_lr']:g}"] == row["relearn"] == pytest.approx(sum(row["relearn_each"]) / 2)
@@ -350,7 +365,7 @@ def test_sae_of_another_model_is_refused(sae_run, tmp_path):
 
 
 def test_matched_retain_interpolates_rmu_at_sspu_retain():
-    from saes.unlearn_frontier import matched
+    from saes.unlearning.frontier import matched
 
     point = lambda w, retain, forget, ce: {"retain_weight": w, "retain_mean": retain, "forget": forget,
                                            "probe": forget, "corpus_ce": ce}
@@ -363,7 +378,7 @@ def test_matched_retain_interpolates_rmu_at_sspu_retain():
 
 
 def test_seed_spread_takes_each_seed_against_its_own_curve():
-    from saes.unlearn_frontier import matched, points, with_seed_spread
+    from saes.unlearning.frontier import matched, points, with_seed_spread
 
     row = lambda retain, forget: {"retain_mean": retain, "corpus_ce": 1.4, "forget": forget}
     rows = {("rmu", 10, 0): row(0.80, 0.30), ("rmu", 20, 0): row(0.90, 0.10), ("sspu", 20, 0): row(0.85, 0.10),
@@ -378,7 +393,7 @@ def test_seed_spread_takes_each_seed_against_its_own_curve():
 
 
 def test_resolved_needs_two_standard_errors():
-    from saes.unlearn_frontier import resolved
+    from saes.unlearning.frontier import resolved
 
     c = {"seed_mean": {"forget": -0.05, "probe": 0.05, "ablation": 0.05},
          "seed_se": {"forget": 0.02, "probe": 0.02, "ablation": 0.03}}
@@ -387,7 +402,7 @@ def test_resolved_needs_two_standard_errors():
 
 
 def test_frontier_table_gives_a_verdict_for_every_matched_weight():
-    from saes.unlearn_frontier import METRICS, table
+    from saes.unlearning.frontier import METRICS, table
 
     lower = {k: -0.05 for k in METRICS}
     matched_at = lambda w: {"retain_weight": w, "retain_mean": 0.88, "seeds_matched": 3, "std_over_seeds": {},
@@ -401,11 +416,11 @@ def test_frontier_table_gives_a_verdict_for_every_matched_weight():
 
 
 def test_tiny_frontier_resumes_and_keeps_one_configuration(sae_run, tmp_path, monkeypatch):
+    import copy
     from dataclasses import replace
 
     from interp.errors import InterpError
-    from saes.unlearn_frontier import frontier
-    from saes.unlearning import UnlearnConfig
+    from saes.unlearning.frontier import frontier
 
     cfg = UnlearnConfig(model="pythia-mini", sae=str(sae_run), steps=2, n_eval=20, probe_examples=40,
                         relearn_steps=1, features=4)
@@ -415,7 +430,7 @@ def test_tiny_frontier_resumes_and_keeps_one_configuration(sae_run, tmp_path, mo
     assert first["matched"][0]["sspu_minus_rmu"] is None  # one RMU point is no curve
 
     trained = []
-    monkeypatch.setattr(um, "train", lambda *a, **k: (trained.append(a[0]), um.copy.deepcopy(a[1]))[1])
+    monkeypatch.setattr(loop, "train", lambda method, ctx, *a: (trained.append(method.name), copy.deepcopy(ctx.base))[1])
     result = frontier(cfg, [1.0, 50.0], 1, out, show_progress=False)
     assert trained == ["sspu", "rmu"]  # only the new weight's points
     assert len(list((out / "rows").glob("*.json"))) == 4
@@ -432,14 +447,63 @@ def test_tiny_frontier_resumes_and_keeps_one_configuration(sae_run, tmp_path, mo
 def test_a_run_saved_before_an_option_existed_matches_that_options_default():
     from dataclasses import asdict
 
-    from saes.unlearning import UnlearnConfig, same_options
+    from saes.unlearning import same_options
+    from saes.unlearning.config import flat
 
     saved = asdict(UnlearnConfig(seed=2))
-    del saved["target"]
+    del saved["sspu"]["target"]
     assert same_options(saved, UnlearnConfig(seed=2))
-    assert not same_options(saved, UnlearnConfig(seed=2, target="erase"))
+    assert not same_options(saved, with_options(UnlearnConfig(seed=2), target="erase"))
     assert not same_options(saved, UnlearnConfig(seed=3))
     # forget_text came when the default was the prompts alone, so a run saved before it used them
     del saved["forget_text"]
     assert same_options(saved, UnlearnConfig(seed=2, forget_text="prompts"))
     assert not same_options(saved, UnlearnConfig(seed=2))
+    # options are compared by their plain names, so a config saved before they were grouped reads the same
+    assert same_options(flat(asdict(UnlearnConfig(seed=2))), UnlearnConfig(seed=2))
+
+
+def test_nested_options_keep_their_plain_names():
+    from dataclasses import fields
+
+    from saes.unlearning.config import option_groups
+
+    cfg = with_options(UnlearnConfig(), target="erase", clamp=2.0, steps=5)
+    assert (cfg.sspu.target, cfg.sae_clamping.clamp, cfg.steps) == ("erase", 2.0, 5)
+    assert UnlearnConfig().sspu.target == "control"  # the default's group is not shared with cfg's
+    names = [n for group in option_groups().values() for n in group] + [f.name for f in fields(UnlearnConfig)]
+    assert len(names) == len(set(names))  # one command line: every plain name once
+    with pytest.raises(TypeError):
+        with_options(UnlearnConfig(), no_such_option=1)
+
+
+def test_the_registry_refuses_unknown_names_and_dispatches_a_new_method(setup, monkeypatch):
+    from types import SimpleNamespace
+
+    from interp.errors import InterpError
+    from saes.unlearning import Setup, register
+    from saes.unlearning.method import Method
+
+    with pytest.raises(InterpError, match="unknown unlearning method 'nope'; valid: sspu, rmu, gradient_ascent, "
+                                          "sae_clamping"):
+        get_method("nope")
+    with pytest.raises(ValueError, match="already registered"):
+        register(get_method("sspu"))
+    with pytest.raises(TypeError, match="UnlearnMethod protocol"):
+        register(object())
+
+    class Toy(Method):  # one new module's worth: a name and a loss
+        name, steps = "toy", []
+
+        def loss(self, ctx, model, batch):
+            self.steps.append(batch.step)
+            return resid(model, ctx.layer, batch.retain[0]).pow(2).mean()
+    monkeypatch.setitem(UNLEARN_METHODS, "toy", Toy())
+    base, data, _ = setup
+    names = param_names(base, [2], "dense_4h_to_h")
+    s = Setup("pythia-mini", base, None, data, SimpleNamespace(layer=2, forget=[]), None, None, None, None, names,
+              1.0, {})
+    model = s.train("toy", UnlearnConfig(steps=2, batch_size=4, lr=1e-2))
+    assert Toy.steps == [0, 1]  # the shared loop ran the method's loss once a step
+    before = dict(base.named_parameters())
+    assert all(torch.equal(p, before[n]) == (n not in names) for n, p in model.named_parameters())

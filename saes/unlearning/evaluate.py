@@ -7,12 +7,14 @@ Clean: forget-task accuracy, retain accuracy per task, base-corpus cross-entropy
 - relearn: full fine-tuning on 10 forget examples for a fixed number of steps, then held-out accuracy: the best
   over the learning rates `relearn_lrs` (an attacker tunes the rate; too high a rate damages more than it
   restores) of the mean over `relearn_draws` independent draws of the 10 examples (which ten are drawn moves it
-  by several points);
+  by several points; every rate sees the same draws);
 - probe: a linear (softmax) probe on layer l's activations at the last prompt token, trained on forget train
   prompts to read the answer, scored on the test prompts;
 - ablation: project out the single direction along which the method moved forget activations at layer l
   (for RMU and SSPU the control vector's), then forget accuracy.
-A method that edits activations at inference (clamping) keeps its edit through every attack.
+A method that edits activations at inference (clamping) keeps its edit through every attack. The few-shot
+examples, the probe's training prompts and initialisation, and each relearning draw come from named random
+streams of the run's seed (interp/seeds.py).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from interp.evaluate import accuracy
+from interp.seeds import manual_seed, seed_of
 from interp.tasks import Example, make_examples
 
-from .unlearn_methods import ablate_fn, capture, edit_output
+from .hooks import ablate_fn, capture, edit_output
 
 ATTACKS = ("few_shot", "reworded", "format", "relearn", "probe", "ablation")
 
@@ -62,7 +65,7 @@ def test_set(task: str, n_eval: int) -> tuple[Example, ...]:
 
 def prompt_sets(task: str, n_eval: int, seed: int) -> dict[str, list[Example]]:
     test = test_set(task, n_eval)
-    shots = make_examples(task, "train", 3, seed)
+    shots = make_examples(task, "train", 3, seed_of(seed, "unlearn/few-shot"))
     prefix = " ".join(f"{s.clean} {s.label} ." for s in shots)
     sets = {"clean": test, "few_shot": [Example(f"{prefix} {e.clean}", "", e.label) for e in test],
             "format": [_format(e) for e in test]}
@@ -97,7 +100,8 @@ def last_token_acts(model, tok, examples: list[Example], layer: int) -> torch.Te
 
 
 def probe_accuracy(model, tok, task: str, layer: int, n_train: int, n_eval: int, seed: int) -> float:
-    train, test = make_examples(task, "train", n_train, seed, at_most=True), test_set(task, n_eval)
+    train = make_examples(task, "train", n_train, seed_of(seed, "unlearn/probe-examples"), at_most=True)
+    test = test_set(task, n_eval)
     x, xt = last_token_acts(model, tok, train, layer), last_token_acts(model, tok, test, layer)
     mu, sd = x.mean(0), x.std(0) + 1e-6
     x, xt = (x - mu) / sd, (xt - mu) / sd
@@ -107,7 +111,7 @@ def probe_accuracy(model, tok, task: str, layer: int, n_train: int, n_eval: int,
     yt = torch.tensor([names.index(e.label) for e in test])
     classes = y.unique()
     y_idx = torch.searchsorted(classes, y)
-    torch.manual_seed(seed)
+    manual_seed(seed, "unlearn/probe-init")  # nn.Linear draws its initial weights from the global generator
     w = torch.nn.Linear(x.shape[1], len(classes))
     opt = torch.optim.Adam(w.parameters(), lr=1e-2, weight_decay=1e-4)
     with torch.enable_grad():
@@ -126,13 +130,14 @@ def ablation_accuracy(model, original, tok, examples: list[Example], layer: int)
         return accuracy(model, tok, examples)
 
 
-def relearn(model, tok, task: str, edit, n_examples: int, steps: int, lr: float, seed: int):
-    """A copy of `model` fully fine-tuned on `n_examples` forget train examples drawn with `seed` (with the
-    method's edit on)."""
+def relearn(model, tok, task: str, edit, n_examples: int, steps: int, lr: float, seed: int, draw: int):
+    """A copy of `model` fully fine-tuned on draw `draw` of `n_examples` forget train examples at `seed` (with
+    the method's edit on)."""
     from interp.finetune import answer_loss, encode_train
 
     model = copy.deepcopy(model)
-    inputs, targets = encode_train(tok, make_examples(task, "train", n_examples, seed + 7), False)
+    examples = make_examples(task, "train", n_examples, seed_of(seed, "unlearn/relearn-examples", draw))
+    inputs, targets = encode_train(tok, examples, False)
     for p in model.parameters():
         p.requires_grad_(True)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -163,18 +168,21 @@ def evaluate(model, tok, forget: str, retain: list[str], corpus: torch.Tensor, l
         out["probe"] = probe_accuracy(model, tok, forget, layer, cfg.probe_examples, cfg.n_eval, cfg.seed)
         if original is not None:
             out["ablation"] = ablation_accuracy(model, original, tok, sets["clean"], layer)
+    out |= relearn_attack(model, tok, forget, edit, sets["clean"], cfg)
+    out["retain_mean"] = sum(out["retain"].values()) / len(out["retain"])
+    return out
+
+
+def relearn_attack(model, tok, forget: str, edit, clean: list[Example], cfg) -> dict:
+    """The relearning attack's best rate, its accuracy (the mean over draws), each draw's, and every rate's."""
     each = {}  # rate -> accuracy per draw; every rate sees the same draws
     for lr in cfg.relearn_rates():
         each[lr] = []
         for draw in range(cfg.relearn_draws):
-            tuned = relearn(model, tok, forget, edit, cfg.relearn_examples, cfg.relearn_steps, lr,
-                            cfg.seed + 1000 * draw)
+            tuned = relearn(model, tok, forget, edit, cfg.relearn_examples, cfg.relearn_steps, lr, cfg.seed, draw)
             with edit(tuned):
-                each[lr].append(accuracy(tuned, tok, sets["clean"]))
+                each[lr].append(accuracy(tuned, tok, clean))
     by_lr = {lr: sum(a) / len(a) for lr, a in each.items()}
-    out["relearn_lr"] = max(by_lr, key=by_lr.get)
-    out["relearn"] = by_lr[out["relearn_lr"]]
-    out["relearn_each"] = each[out["relearn_lr"]]
-    out["relearn_by_lr"] = {f"{lr:g}": a for lr, a in by_lr.items()}
-    out["retain_mean"] = sum(out["retain"].values()) / len(out["retain"])
-    return out
+    best = max(by_lr, key=by_lr.get)
+    return {"relearn_lr": best, "relearn": by_lr[best], "relearn_each": each[best],
+            "relearn_by_lr": {f"{lr:g}": a for lr, a in by_lr.items()}}

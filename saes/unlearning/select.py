@@ -18,6 +18,7 @@ Stage 2. QR of the stacked decoder directions gives orthonormal bases (columns) 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -92,3 +93,14 @@ def basis(sae, latents: list[int]) -> torch.Tensor:
     q, r = torch.linalg.qr(sae.W_dec[latents].detach().float().T)
     keep = r.diagonal().abs() > 1e-6 * r.diagonal().abs().max()  # drop directions the others already span
     return q[:, keep]
+
+
+def selection_json(sel: Selection, sae_dir: Path) -> dict:
+    """What selection.json holds: the layer, every candidate's score, and the forget and irrelevant features with
+    their scores and top contexts (the app shows it)."""
+    from saes.feature_store import FeatureStore
+
+    store = FeatureStore(sae_dir)
+    feat = lambda j: {"latent": j, "score": sel.scores[j].item(), "top": (store.latent(j) or {}).get("top", [])[:4]}
+    return {"hook": sel.hook, "layer": sel.layer, "layer_scores": sel.layer_scores,
+            "forget_features": [feat(j) for j in sel.forget], "irrelevant_features": [feat(j) for j in sel.irrelevant]}

@@ -1,4 +1,5 @@
-"""`interp unlearn` (and `interp unlearn experiment`): a thin layer over `saes.unlearn`."""
+"""`interp unlearn` (and `interp unlearn experiment`, `interp unlearn frontier`): a thin layer over
+`saes.unlearning`. Options a single method owns (`cfg.sspu.target`) keep their plain names here (`--target`)."""
 
 from __future__ import annotations
 
@@ -53,29 +54,29 @@ def unlearn_cmd(
     """Select features, build subspaces, unlearn; evaluate every method clean and under attack; one table."""
     if ctx.invoked_subcommand is not None:
         return
-    from .unlearning import table, unlearn
+    from .run import table, unlearn
 
     report = unlearn(_config(ctx.params), overwrite=overwrite)
     print(table(report))  # plain Markdown, never wrapped
     console.print(f"written: {out} (model/, selection.json, bases.safetensors, report.json, report.md)")
 
 
-def _config(params: dict, **overrides):
-    from .unlearning import UnlearnConfig
+def _config(params: dict):
+    from .config import from_options
 
     keys = ("model", "forget", "retain", "layer", "features", "irrelevant", "steering_coef", "control_draws",
             "retain_weight", "reg_weight", "target", "params", "push_at", "push_weight", "forget_text", "steps", "lr",
             "n_eval", "relearn_lrs", "relearn_draws", "seed")
     cfg = {k: params[k] for k in keys} | {"sae": str(params["sae"]) if params["sae"] else None,
                                           "out": str(params["out"])}
-    return UnlearnConfig(**(cfg | overrides))
+    return from_options(**cfg)
 
 
 @unlearn_app.command("experiment")
 def unlearn_experiment_cmd(ctx: typer.Context, seeds: int = typer.Option(3),
                            out: Path = typer.Option(Path("runs/unlearn/experiment"))) -> None:
     """Seeds 0..N-1 with the options given before `experiment`; mean +- std per method and metric."""
-    from .unlearning import experiment
+    from .run import experiment
 
     result = experiment(_config(ctx.parent.params), seeds, out)
     print(result["markdown"])
@@ -92,7 +93,7 @@ def unlearn_frontier_cmd(ctx: typer.Context,
     RMU interpolated at SSPU's retain accuracy, under every attack."""
     from interp.errors import InterpError
 
-    from .unlearn_frontier import frontier
+    from .frontier import frontier
 
     def numbers(text: str, option: str) -> list[float]:
         try:

@@ -30,7 +30,7 @@ import numpy as np
 from interp.errors import InterpError
 from interp.rundir import write_atomic
 
-from .unlearning import UnlearnConfig, same_options
+from .config import UnlearnConfig, same_options
 
 FRONTIER_METHODS = ("sspu", "rmu")
 METRICS = ("forget", "few_shot", "reworded", "format", "relearn", "probe", "ablation")  # lower is better
@@ -162,8 +162,8 @@ def _frontier(base: UnlearnConfig, weights: list[float], seeds: int, out: Path, 
 
     from interp.corpus import packed_corpus_batch
 
-    from .unlearn_eval import evaluate
-    from .unlearning import prepare
+    from .evaluate import evaluate
+    from .setup import prepare
 
     wanted = [(m, w) for w in weights for m in FRONTIER_METHODS] + [("rmu", w) for w in rmu_weights if w not in weights]
     todo = [(m, w, s) for s in range(seeds) for m, w in wanted if not _row_path(out, m, w, s).exists()]

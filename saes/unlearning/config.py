@@ -142,5 +142,8 @@ ADDED_AS = {"forget_text": "prompts", "control_draws": 1}
 
 def same_options(saved: dict, cfg: UnlearnConfig) -> bool:
     """Whether a saved config is `cfg`; an option added since it was saved counts as what it was when added.
-    Compared by plain names, so grouping options does not by itself make a saved run differ."""
+    A config that holds a grouped option at its top level was saved before the grouping, when the run drew its
+    rows from other random streams: it never matches, so such a run is neither resumed nor read back."""
+    if any(name in saved for names in option_groups().values() for name in names):
+        return False
     return not config_changes(flat(saved), flat(asdict(cfg)), flat(asdict(UnlearnConfig())) | ADDED_AS)

@@ -50,11 +50,11 @@ class CircuitInspector:
         return circuit_figure(c, qkv=tuple(qkv)), summary
 
     def compare(self, rel_a: str, rel_b: str, share: float = 5.0, top_n: int | None = None, qkv=("q", "k", "v"),
-                by: str = "source", rule: str = "topk:1", r_other: int = 4, r_critical: int = 16):
+                count_by: str = "source", rule: str = "topk:1", r_other: int = 4, r_critical: int = 16):
         """Union of both circuits with added/removed edges and nodes coloured; edge change per layer."""
         a, b = self._select(rel_a, share, top_n), self._select(rel_b, share, top_n)
         check_same_graph(a, b)
-        diff = compare(a, b, by)
+        diff = compare(a, b, count_by)
         status = {n: "added" for n in diff["nodes_added"] + diff["edges_added"]}
         status |= {n: "removed" for n in diff["nodes_removed"] + diff["edges_removed"]}
         status |= {e.name: "kept" for e in a.graph.edges if e.name not in status}
@@ -71,7 +71,7 @@ class CircuitInspector:
                    f"added nodes: {esc(', '.join(diff['nodes_added']) or '-')}; "
                    f"removed nodes: {esc(', '.join(diff['nodes_removed']) or '-')}; "
                    f"{len(diff['edges_added'])} edges added, {len(diff['edges_removed'])} removed</p>")
-        bars = layer_change_figure(rows, f"edge change per layer (by {by}); critical by {rule}; LoRA ranks")
+        bars = layer_change_figure(rows, f"edge change per layer (by {count_by}); critical by {rule}; LoRA ranks")
         return circuit_figure(both, title=title, qkv=tuple(qkv), status=status), bars, summary
 
     def allocation(self, rel: str):

@@ -16,6 +16,7 @@ from interp.errors import InterpError
 from interp.options import command
 
 from .discovery import DiscoverConfig
+from .tracking import TrackConfig
 
 app = typer.Typer(help="Circuits: EAP / EAP-IG edge attribution, evaluation, checkpoints.", no_args_is_help=True)
 
@@ -82,38 +83,15 @@ def _print_discovery(cfg: DiscoverConfig, result, splits: int) -> None:
 
 
 @app.command("track")
-def track_cmd(
-    model: str = typer.Option("pythia-mini"),
-    task: str = typer.Option("add_sub"),
-    method: str = typer.Option("full", help="fine-tuning method: full or lora"),
-    steps: int = typer.Option(400, help="fine-tuning steps"),
-    checkpoint_every: int = typer.Option(100),
-    lr: Optional[float] = typer.Option(None, help="fine-tuning learning rate (default: 5e-4 full, 4e-3 LoRA)"),
-    lora_r: int = typer.Option(8),
-    attribution: str = typer.Option("eap-ig", help="eap or eap-ig"),
-    metric: str = typer.Option("kl"),
-    n: int = typer.Option(200, help="attribution examples per checkpoint"),
-    top_percent: float = typer.Option(5.0),
-    splits: int = typer.Option(3, help="robustness splits per checkpoint (0: skip)"),
-    by: str = typer.Option("source", help="count an edge's change toward its source or target layer"),
-    device: str = typer.Option("cpu"),
-    seed: int = typer.Option(0),
-    out: Optional[Path] = typer.Option(None, help="default runs/track/<model>-<task>-<method>"),
-    overwrite: bool = typer.Option(False, help="start again over a track run interp made at --out"),
-) -> None:
+@command(TrackConfig)
+def track_cmd(cfg: TrackConfig,
+              overwrite: bool = typer.Option(False, help="start again over a track run interp made at --out")) -> None:
     """Fine-tune, discover the circuit at every checkpoint, and compare them (resumable)."""
-    from .discovery import DiscoverConfig
-    from .tracking import TrackConfig, track
+    from .tracking import track
 
-    if by not in ("source", "target"):
-        raise InterpError(f"--by must be 'source' or 'target', got {by!r}")
-    out = out or Path("runs/track") / f"{Path(model).name}-{task}-{method}"
-    dcfg = DiscoverConfig(method=attribution, metric=metric, n=n, top_percent=top_percent, curve=(), device=device,
-                          seed=seed)
-    cfg = TrackConfig(model=model, task=task, method=method, steps=steps, checkpoint_every=checkpoint_every, lr=lr,
-                      lora_r=lora_r, seed=seed, splits=splits, by=by, discover=dcfg, out=str(out))
     summary = track(cfg, overwrite=overwrite)
-    table = Table(title=f"{model} · {task} · {method} fine-tuning: circuits at checkpoints")
+    out = cfg.run_dir()
+    table = Table(title=f"{cfg.model} · {cfg.task} · {cfg.method} fine-tuning: circuits at checkpoints")
     for col in ("step", "accuracy", "faithfulness", "nodes", "edges", "node J vs prev", "edge J vs prev",
                 "node J vs base", "edge J vs base", "robustness edge J"):
         table.add_column(col)
@@ -144,7 +122,7 @@ def _circuit_paths(paths: list[Path]) -> list[Path]:
 @app.command("compare")
 def compare_cmd(
     paths: list[Path] = typer.Argument(..., help="circuit files or directories (A B ...), or a track directory"),
-    by: str = typer.Option("source", help="count each edge's change toward its source or target layer"),
+    count_by: str = typer.Option("source", help="count each edge's change toward its source or target layer"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full comparison here"),
     overwrite: bool = typer.Option(False, help="replace the file given to --json"),
 ) -> None:
@@ -162,10 +140,10 @@ def compare_cmd(
         raise InterpError("compare needs at least two circuits (A B, or a track directory)")
     circuits = [Circuit.load(f) for f in files]
     label = lambda f: f.parent.name if f.name == "circuit.json" else f.stem  # step-N for a track's circuits
-    results = [{"from": label(a), "to": label(b), "from_path": str(a), "to_path": str(b), **compare(x, y, by)}
+    results = [{"from": label(a), "to": label(b), "from_path": str(a), "to_path": str(b), **compare(x, y, count_by)}
                for a, b, x, y in zip(files, files[1:], circuits, circuits[1:])]
     n_layers = circuits[0].graph.n_layers
-    table = Table(title=f"circuit changes (edge change summed by {by} layer)")
+    table = Table(title=f"circuit changes (edge change summed by {count_by} layer)")
     for col in ("from → to", "nodes +/-", "edges +/-", "node J", "edge J", "total change") + tuple(
             f"L{l}" for l in range(n_layers + 1)):
         table.add_column(col)

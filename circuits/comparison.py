@@ -38,17 +38,17 @@ def edge_change(before: Circuit, after: Circuit) -> torch.Tensor:
     return change
 
 
-def layer_change(before: Circuit, after: Circuit, by: str = "source") -> dict[int, float]:
-    if by not in ("source", "target"):
-        raise InterpError(f"--by must be 'source' or 'target', got {by!r}")
+def layer_change(before: Circuit, after: Circuit, count_by: str = "source") -> dict[int, float]:
+    if count_by not in ("source", "target"):
+        raise InterpError(f"--count-by must be 'source' or 'target', got {count_by!r}")
     g = before.graph
     sums = {l: 0.0 for l in range(g.n_layers + 1)}
     for e, c in zip(g.edges, edge_change(before, after).tolist()):
-        sums[node_layer(e.src if by == "source" else e.dst, g.n_layers)] += c
+        sums[node_layer(e.src if count_by == "source" else e.dst, g.n_layers)] += c
     return sums
 
 
-def compare(before: Circuit, after: Circuit, by: str = "source") -> dict:
+def compare(before: Circuit, after: Circuit, count_by: str = "source") -> dict:
     nb, na = before.node_names, after.node_names
     eb, ea = before.edge_names, after.edge_names
     change = edge_change(before, after)
@@ -58,7 +58,8 @@ def compare(before: Circuit, after: Circuit, by: str = "source") -> dict:
         "nodes_added": sorted(na - nb), "nodes_removed": sorted(nb - na),
         "edges_added": sorted(ea - eb), "edges_removed": sorted(eb - ea), "edges_flipped": len(ea ^ eb),
         "node_jaccard": jaccard(nb, na), "edge_jaccard": jaccard(eb, ea),
-        "total_change": change.sum().item(), "by": by, "layer_change": layer_change(before, after, by),
+        "total_change": change.sum().item(), "count_by": count_by,
+        "layer_change": layer_change(before, after, count_by),
         "top_changed_edges": [{"edge": before.graph.edges[i].name, "change": change[i].item()}
                               for i in top if change[i] > 0],
     }

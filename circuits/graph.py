@@ -105,13 +105,13 @@ class Graph:
         n_q, n_kv = heads(cfg)
         return cls(n_layers(cfg), n_q, parallel_residual(cfg), n_kv)
 
-    def edges_by_layer(self, by: str = "source") -> dict[int, int]:
+    def edges_by_layer(self, count_by: str = "source") -> dict[int, int]:
         """Number of edges per layer, counted by the source or the target node's layer."""
-        if by not in ("source", "target"):
-            raise ValueError("by must be 'source' or 'target'")
+        if count_by not in ("source", "target"):
+            raise ValueError("count_by must be 'source' or 'target'")
         counts = {l: 0 for l in range(self.n_layers + 1)}
         for e in self.edges:
-            counts[node_layer(e.src if by == "source" else e.dst, self.n_layers)] += 1
+            counts[node_layer(e.src if count_by == "source" else e.dst, self.n_layers)] += 1
         return counts
 
     def summary(self) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from interp.errors import InterpError
+from interp.options import check_fields, opt
 
 from .circuit import Circuit
 from .comparison import compare, robustness
@@ -24,18 +25,24 @@ from .discovery import HEAD_USE, DiscoverConfig, discover, split_circuits, write
 
 @dataclass
 class TrackConfig:
-    model: str = "pythia-mini"
-    task: str = "add_sub"
-    method: str = "full"  # fine-tuning: full or lora
-    steps: int = 400
-    checkpoint_every: int = 100
-    lr: float | None = None
-    lora_r: int = 8
-    seed: int = 0
-    splits: int = 3  # disjoint splits for robustness; 0 to skip
-    by: str = "source"  # layer of an edge's change: its source or target node
-    discover: DiscoverConfig = field(default_factory=lambda: DiscoverConfig(curve=()))
-    out: str = "runs/track"
+    model: str = opt("pythia-mini", "zoo name, local HF directory, .gguf file or hub id")
+    task: str = opt("add_sub", "task family")
+    method: str = opt("full", "fine-tuning method", choices=("full", "lora"))
+    steps: int = opt(400, "fine-tuning steps", min=1)
+    checkpoint_every: int = opt(100, "steps between checkpoints (each gets a circuit)", min=1)
+    lr: float | None = opt(None, "fine-tuning learning rate (default: 5e-4 full, 4e-3 LoRA)")
+    lora_r: int = opt(8, "LoRA rank", min=1)
+    seed: int = opt(0, "seed of every random stream of the run", min=0)
+    splits: int = opt(3, "robustness: disjoint splits per checkpoint (0: skip)")
+    count_by: str = opt("source", "count each edge's change toward its source or target layer",
+                        choices=("source", "target"))
+    # the attribution options shown: the rest are the track's own (model, task, seed) or discover's defaults
+    discover: DiscoverConfig = opt(factory=lambda: DiscoverConfig(curve=()), cli={
+        "method": "attribution", "metric": None, "ig_steps": None, "n": None, "top_percent": None, "device": None})
+    out: str | None = opt(None, "run directory (default runs/track/<model>-<task>-<method>)")
+
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs/track") / f"{Path(self.model).name}-{self.task}-{self.method}"
 
 
 def checkpoints(run: Path) -> list[tuple[int, Path | None]]:
@@ -67,12 +74,13 @@ def track(cfg: TrackConfig, show_progress: bool = True, overwrite: bool = False)
     from interp.loading import load_model
     from interp.rundir import RunDir
 
-    if cfg.splits == 1:
+    check_fields(cfg)
+    if cfg.splits == 1 or cfg.splits < 0:
         raise InterpError("--splits must be 0 (skip robustness) or >= 2")
-    dcfg = replace(cfg.discover, model=cfg.model, task=cfg.task)
+    dcfg = replace(cfg.discover, model=cfg.model, task=cfg.task, seed=cfg.seed)
     dcfg.validate()
-    _finetune_config(cfg, Path(cfg.out)).validate()
-    run = RunDir(cfg.out, "track", atomic=False)
+    _finetune_config(cfg, cfg.run_dir()).validate()
+    run = RunDir(cfg.run_dir(), "track", atomic=False)
     run.check(resume=True, overwrite=overwrite, reuse_finished=True)
     load_model(cfg.model, bridge=False).require_head(HEAD_USE)  # refused before fine-tuning, not after it
     with run.writing(resume=True, overwrite=overwrite, reuse_finished=True) as out:
@@ -110,8 +118,8 @@ def _track(cfg: TrackConfig, dcfg, out: Path, show_progress: bool) -> dict:
                      "robustness_edge_jaccard": circuit.info.get("robustness", {}).get("edge_jaccard")})
         circuits.append(circuit)
     summary = {"config": asdict(cfg), "checkpoints": rows,
-               "consecutive": [{"from": a["step"], "to": b["step"], **compare(x, y, cfg.by)}
+               "consecutive": [{"from": a["step"], "to": b["step"], **compare(x, y, cfg.count_by)}
                                for a, b, x, y in zip(rows, rows[1:], circuits, circuits[1:])],
-               "vs_base": [{"step": r["step"], **compare(circuits[0], c, cfg.by)} for r, c in zip(rows[1:], circuits[1:])]}
+               "vs_base": [{"step": r["step"], **compare(circuits[0], c, cfg.count_by)} for r, c in zip(rows[1:], circuits[1:])]}
     (out / "track.json").write_text(json.dumps(summary, indent=1))
     return summary

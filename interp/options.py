@@ -31,8 +31,10 @@ from .errors import InterpError
 
 
 def opt(default: Any = MISSING, help: str = "", *, choices: tuple = (), min: float | None = None,
-        factory: Callable[[], Any] | None = None, flag: str | None = None, cli: bool = True) -> Any:
-    """A config field that is also a command-line option (`flag` renames it there; `cli=False` keeps it off)."""
+        factory: Callable[[], Any] | None = None, flag: str | None = None, cli: bool | dict = True) -> Any:
+    """A config field that is also a command-line option (`flag` renames it there; `cli=False` keeps it off).
+    For a nested config, `cli={"field": None, "other": "new_name"}` shows only those of its options (renamed
+    where a name is given), for a config nested inside another that already has some of them."""
     meta = {"help": help, "choices": tuple(choices), "min": min, "flag": flag, "cli": cli}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
@@ -59,10 +61,11 @@ class _Option:
     field: dataclasses.Field
     kind: Any  # the field's type, Optional removed
     optional: bool
+    rename: str | None = None  # set by the enclosing config's `cli` dict
 
     @property
     def name(self) -> str:
-        return self.field.metadata.get("flag") or self.path[-1]
+        return self.rename or self.field.metadata.get("flag") or self.path[-1]
 
     @property
     def flag(self) -> str:
@@ -95,7 +98,7 @@ class _Option:
         if self.optional:
             annotation = Optional[annotation]
         decls = () if self.kind is bool else (self.flag,)  # bools get --x/--no-x
-        if self.kind is bool and meta.get("flag"):
+        if self.kind is bool and self.name != self.path[-1]:
             decls = (f"{self.flag}/--no-{self.flag[2:]}",)
         return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
                                  default=typer.Option(default, *decls, help=help, show_default=True, **extra))
@@ -129,7 +132,10 @@ def config_options(cls: type, path: tuple[str, ...] = ()) -> list[_Option]:
             continue
         kind, optional = _unwrap(hints[f.name])
         if is_dataclass(kind):
-            out += config_options(kind, path + (f.name,))
+            inner = config_options(kind, path + (f.name,))
+            if isinstance(shown := f.metadata.get("cli"), dict):
+                inner = [dataclasses.replace(o, rename=shown[o.path[-1]]) for o in inner if o.path[-1] in shown]
+            out += inner
         else:
             out.append(_Option(path + (f.name,), f, kind, optional))
     names = [o.name for o in out]
@@ -190,7 +196,8 @@ def check_fields(cfg: Any) -> None:
             value = getattr(value, name)
         meta = o.field.metadata
         if meta.get("choices") and value not in meta["choices"]:
-            shown = " or ".join(str(c) for c in meta["choices"] if c is not None)
+            names = [str(c) for c in meta["choices"] if c is not None]
+            shown = " or ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} or {names[-1]}"
             raise InterpError(f"{o.flag} must be {shown}, got {value!r}")
         if meta.get("min") is not None and value is not None:
             for v in (value if o.many() else [value]):

@@ -8,23 +8,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from interp import options
 from interp.console import console
+from interp.options import command
 
-
-
-def _split(values: list[str]) -> list[str]:
-    """Repeated options and comma-separated lists both work: --k 16 --k 32, --k 16,32."""
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
-
-
-def _ints(values: list[str], what: str) -> list[int]:
-    from interp.errors import InterpError
-
-    try:
-        return [int(v) for v in _split(values)]
-    except ValueError:
-        raise InterpError(f"{what} must be integers (got {', '.join(values)})") from None
+from .config import SAETrainConfig
 
 
 def metrics_table(metrics: dict, title: str) -> Table:
@@ -52,43 +39,17 @@ def print_metrics(metrics: dict, title: str) -> None:
                       markup=False, highlight=False)  # one line, whatever the path holds
 
 
+@command(SAETrainConfig)
 def train_sae_cmd(
-    model: str = typer.Option("pythia-mini", help="zoo name, local HF directory, .gguf file or hub id"),
-    dataset: str = typer.Option("corpus", help="'corpus' (generated), a local .txt/.jsonl file, or an HF dataset name"),
-    context_size: int = typer.Option(64, help="tokens per sequence"),
-    hook: list[str] = typer.Option([], help="TransformerLens hook name(s); default: residual stream after the middle block"),
-    k: list[str] = typer.Option(["32"], help="active latents; several values (--k 16 --k 32 or --k 16,32) train a sweep"),
-    width: Optional[int] = typer.Option(None, help="number of latents (overrides --expansion)"),
-    expansion: int = typer.Option(16, help="latents per input dimension when --width is not given"),
-    tokens: int = typer.Option(2_000_000, help="training activations per SAE"),
-    batch_size: int = typer.Option(4096, help="activations per optimiser step"),
-    lr: float = typer.Option(1e-3, help="Adam learning rate"),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("cpu"),
-    dtype: str = options.DTYPE,
-    device_map: Optional[str] = options.DEVICE_MAP,
-    trust_remote_code: bool = options.TRUST_REMOTE_CODE,
-    out: Optional[Path] = typer.Option(None, help="run directory (default runs/sae/<model>)"),
+    cfg: SAETrainConfig,
     resume: bool = typer.Option(False, help="continue an interrupted run from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="replace a finished run at --out (only a run interp made)"),
-    mask_policy: str = typer.Option("mask", help="diffusion models: positions kept: mask, unmask, all or clean"),
-    mask_ratio: tuple[float, float] = typer.Option((0.05, 0.5), help="diffusion models: mask ratio range MIN MAX"),
-    eval_tokens: Optional[int] = typer.Option(
-        None, help="held-out tokens for the evaluation and feature statistics (default: 1/16 of --tokens, "
-                   "at least 4,096 and at most 65,536)"),
 ) -> None:
     """Train Top-K SAEs (sae-lens format) on a hook of an AR or diffusion LM; evaluate; feature statistics."""
-    from .config import SAETrainConfig
     from .train import train_sae
 
-    cfg = SAETrainConfig(model=model, dataset=dataset, context_size=context_size, hooks=_split(hook),
-                         k=_ints(k, "--k"), width=width, expansion=expansion, tokens=tokens, batch_size=batch_size,
-                         lr=lr, seed=seed, device=device, dtype=dtype, device_map=device_map,
-                         trust_remote_code=trust_remote_code,
-                         out=str(out) if out else None, mask_policy=mask_policy,
-                         mask_ratio=tuple(mask_ratio), eval_tokens=eval_tokens)
     result = train_sae(cfg, resume=resume, overwrite=overwrite)
-    print_metrics(result.metrics, f"{model}: {result.run_dir}")
+    print_metrics(result.metrics, f"{cfg.model}: {result.run_dir}")
     console.print(f"{cfg.steps() * cfg.batch_size:,} activations per SAE in {result.seconds:.0f} s "
                   f"({result.tokens_per_second:,.0f} tokens/s, model forward included); metrics: {result.run_dir / 'metrics.json'}")
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from interp.activations import check_masking
 from interp.datasets import check_dataset
 from interp.errors import InterpError, check_number
 from interp.loading import check_device_map, torch_dtype
+from interp.options import check_fields, device_map_field, dtype_field, opt, trust_remote_code_field
 
 from .architectures import check_architecture
 
@@ -19,34 +20,38 @@ EVAL_TOKENS_MIN, EVAL_TOKENS_MAX = 4_096, 65_536  # ... within these bounds (4,0
 
 @dataclass
 class SAETrainConfig:
-    model: str = "pythia-mini"  # zoo name, local HF directory or hub id
-    dataset: str = "corpus"  # 'corpus' (generated), a local .txt/.jsonl file, or an HF dataset name
-    context_size: int = 64
-    hooks: list[str] = field(default_factory=list)  # empty: residual stream after the middle block
-    k: list[int] = field(default_factory=lambda: [32])  # several values: a sweep from one stream
-    architecture: str = "topk"  # the SAE architecture: topk or batchtopk (saes/architectures/)
-    width: int | None = None  # number of latents; None: expansion * d_in
-    expansion: int = 16
-    tokens: int = 2_000_000  # training activations per SAE
-    batch_size: int = 4096  # activations per optimiser step
-    lr: float = 1e-3
-    warmup_fraction: float = 0.05  # linear warm-up over the first 5% of steps
-    decay_start: float = 0.8  # linear decay to 0 over the last 20% (DLM-Scope)
-    aux_coefficient: float = 1 / 32  # AuxK weight (DLM-Scope)
-    dead_tokens: int = 500_000  # a latent is dead after this many activations without firing
-    seed: int = 0
-    device: str = "cpu"  # where the SAEs train (and the model, without device_map)
-    dtype: str = "float32"  # the model's weights; SAEs train in float32 whatever the model's precision
-    device_map: str | None = None  # "auto": accelerate spreads the model over every device
-    trust_remote_code: bool = False  # run the model code a checkpoint ships (LLaDA, Dream)
-    out: str | None = None  # run directory; default runs/sae/<model>
-    checkpoint_every: int = 100  # optimiser steps
-    model_batch: int = 64  # sequences per forward pass
-    buffer_batches: int = 16
-    mask_policy: str = "mask"  # diffusion models only
-    mask_ratio: tuple[float, float] = (0.05, 0.5)
-    eval_tokens: int | None = None  # held-out tokens for every metric; None: eval_budget() of the training tokens
-    feature_tokens: int | None = None  # tokens scanned for feature statistics; None: the evaluation's budget
+    model: str = opt("pythia-mini", "zoo name, local HF directory, .gguf file or hub id")
+    dataset: str = opt("corpus", "'corpus' (generated), a local .txt/.jsonl file, or an HF dataset name")
+    context_size: int = opt(64, "tokens per sequence", min=1)
+    hooks: list[str] = opt(factory=list, flag="hook",
+                           help="TransformerLens hook name(s); default: residual stream after the middle block")
+    k: list[int] = opt(factory=lambda: [32], min=1,
+                       help="active latents; several values (--k 16 --k 32 or --k 16,32) train a sweep")
+    architecture: str = opt("topk", "the SAE architecture: topk or batchtopk (saes/architectures/)")
+    width: int | None = opt(None, "number of latents (overrides --expansion)", min=1)
+    expansion: int = opt(16, "latents per input dimension when --width is not given", min=1)
+    tokens: int = opt(2_000_000, "training activations per SAE", min=1)
+    batch_size: int = opt(4096, "activations per optimiser step", min=1)
+    lr: float = opt(1e-3, "Adam learning rate")
+    warmup_fraction: float = opt(0.05, "linear warm-up over this share of the steps")
+    decay_start: float = opt(0.8, "linear decay to 0 from this share of the steps on (DLM-Scope)")
+    aux_coefficient: float = opt(1 / 32, "AuxK loss weight (DLM-Scope)")
+    dead_tokens: int = opt(500_000, "a latent is dead after this many activations without firing", min=1)
+    seed: int = opt(0, "seed of every random stream of the run", min=0)
+    device: str = opt("cpu", "where the SAEs train (and the model, without --device-map)")
+    dtype: str = dtype_field()  # SAEs train in float32 whatever the model's precision
+    device_map: str | None = device_map_field()
+    trust_remote_code: bool = trust_remote_code_field()
+    out: str | None = opt(None, "run directory (default runs/sae/<model>)")
+    checkpoint_every: int = opt(100, "optimiser steps between checkpoints", min=1)
+    model_batch: int = opt(64, "sequences per forward pass of the model", min=1)
+    buffer_batches: int = opt(16, "model batches shuffled together", min=1)
+    mask_policy: str = opt("mask", "diffusion models: positions kept: mask, unmask, all or clean")
+    mask_ratio: tuple[float, float] = opt((0.05, 0.5), "diffusion models: mask ratio range MIN MAX")
+    eval_tokens: int | None = opt(None, "held-out tokens for the evaluation and feature statistics (default: 1/16 "
+                                        "of --tokens, at least 4,096 and at most 65,536)", min=1)
+    feature_tokens: int | None = opt(None, "tokens scanned for feature statistics (default: the evaluation's)",
+                                     min=1)
 
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / "sae" / Path(self.model).name
@@ -69,19 +74,12 @@ class SAETrainConfig:
 
     def validate(self) -> "SAETrainConfig":
         """Checks that need no model; `train_sae` checks hooks and k against the model."""
-        if not self.k or any(k < 1 for k in self.k):
-            raise InterpError(f"k must be at least 1 (got {self.k})")
-        if self.width is not None and self.width < 1:
-            raise InterpError(f"width must be at least 1 (got {self.width})")
-        if self.width is None and self.expansion < 1:
-            raise InterpError(f"expansion must be at least 1 (got {self.expansion})")
+        check_fields(self)
+        if not self.k:
+            raise InterpError("--k needs at least one value")
         if self.width is not None and max(self.k) > self.width:
             raise InterpError(f"k = {max(self.k)} is larger than the width {self.width}; k must be at most the width")
         check_architecture(self.architecture)
-        for name in ("tokens", "batch_size", "context_size", "model_batch", "checkpoint_every", "eval_tokens",
-                     "feature_tokens"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise InterpError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         check_number("lr", self.lr)
         check_number("aux-coefficient", self.aux_coefficient, inclusive=True)
         for name in ("warmup_fraction", "decay_start"):

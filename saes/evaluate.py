@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import torch
 
 from interp.errors import InterpError
+from interp.seeds import torch_generator
 
 from .architectures import trained_k
 
@@ -93,8 +94,8 @@ def evaluate_saes(loaded, saes: dict, dataset: str = "corpus", context_size: int
     # without a head only activations are read: the forward can stop after the last hooked block
     run_kw = {} if with_ce else {"stop_at_layer": stop_layer(sorted({h for h, _ in saes.values()}))}
     n_batches = max(1, math.ceil(n_tokens / (context_size * model_batch)))
-    batches = token_batches(dataset, loaded.tokenizer, model_batch, context_size, seed=seed + 10_000)
-    gen = torch.Generator().manual_seed(seed + 10_000)
+    batches = token_batches(dataset, loaded.tokenizer, model_batch, context_size, seed, purpose="sae-eval")
+    gen = torch_generator(seed, "sae-eval/masks")
     hooks = sorted({h for h, _ in saes.values()})
     acc = {name: {} for name in saes}
     fired = {name: torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=sae.W_dec.device)
@@ -129,24 +130,26 @@ def evaluate_saes(loaded, saes: dict, dataset: str = "corpus", context_size: int
                          l0=(feats > 0).sum(), n_acts=len(x), n_elems=x.numel())
             for key, v in terms.items():
                 acc[name][key] = acc[name].get(key, 0.0) + float(v)
-        count += ids.numel()
-    out = {}
-    for name, (hook, sae) in saes.items():
-        a = acc[name]
-        m = {"explained_variance": 1 - a["sq_err"] / a["sq_dev"], "mse": a["sq_err"] / a["n_elems"],
-             "l0": a["l0"] / a["n_acts"], "dead_fraction": 1 - fired[name].float().mean().item()}
-        ce_keys = ["ce_clean", "ce_spliced", "delta_ce", "kl"]
-        ce_keys += ["ce_clean_unmasked", "ce_spliced_unmasked", "delta_ce_unmasked"] if diffusion else []
-        if with_ce:
-            m.update(ce_clean=a["ce_clean"] / a["n_pos"], ce_spliced=a["ce_spliced"] / a["n_pos"], kl=a["kl"] / a["n_kl"])
-            m["delta_ce"] = m["ce_spliced"] - m["ce_clean"]
-            if diffusion:
-                m["ce_clean_unmasked"] = a["ce_clean_unmasked"] / a["n_pos"]
-                m["ce_spliced_unmasked"] = a["ce_spliced_unmasked"] / a["n_pos"]
-                m["delta_ce_unmasked"] = m["ce_spliced_unmasked"] - m["ce_clean_unmasked"]
-        else:  # null rather than absent: readers of metrics.json see the metric exists and was not measured
-            m.update(dict.fromkeys(ce_keys), ce_skipped=ce_skip_reason(loaded))
-        m.update(model=loaded.name, hook=hook, k=trained_k(sae), d_sae=sae.cfg.d_sae, eval_tokens=count,
-                 ce_kind="masked-token CE weighted 1/t" if diffusion else "next-token CE")
-        out[name] = m
-    return out
+            count += ids.numel()
+    return {name: _metrics(loaded, hook, sae, acc[name], fired[name], count) for name, (hook, sae) in saes.items()}
+
+
+def _metrics(loaded, hook: str, sae, a: dict, fired: torch.Tensor, count: int) -> dict:
+    """One SAE's metrics from the sums `evaluate_saes` accumulated."""
+    diffusion = loaded.is_diffusion
+    m = {"explained_variance": 1 - a["sq_err"] / a["sq_dev"], "mse": a["sq_err"] / a["n_elems"],
+         "l0": a["l0"] / a["n_acts"], "dead_fraction": 1 - fired.float().mean().item()}
+    ce_keys = ["ce_clean", "ce_spliced", "delta_ce", "kl"]
+    ce_keys += ["ce_clean_unmasked", "ce_spliced_unmasked", "delta_ce_unmasked"] if diffusion else []
+    if loaded.head_loaded:
+        m.update(ce_clean=a["ce_clean"] / a["n_pos"], ce_spliced=a["ce_spliced"] / a["n_pos"], kl=a["kl"] / a["n_kl"])
+        m["delta_ce"] = m["ce_spliced"] - m["ce_clean"]
+        if diffusion:
+            m["ce_clean_unmasked"] = a["ce_clean_unmasked"] / a["n_pos"]
+            m["ce_spliced_unmasked"] = a["ce_spliced_unmasked"] / a["n_pos"]
+            m["delta_ce_unmasked"] = m["ce_spliced_unmasked"] - m["ce_clean_unmasked"]
+    else:  # null rather than absent: readers of metrics.json see the metric exists and was not measured
+        m.update(dict.fromkeys(ce_keys), ce_skipped=ce_skip_reason(loaded))
+    m.update(model=loaded.name, hook=hook, k=trained_k(sae), d_sae=sae.cfg.d_sae, eval_tokens=count,
+             ce_kind="masked-token CE weighted 1/t" if diffusion else "next-token CE")
+    return m

@@ -9,6 +9,8 @@ import math
 
 import torch
 
+from interp.seeds import torch_generator
+
 WINDOW_BEFORE, WINDOW_AFTER = 10, 3
 
 
@@ -25,16 +27,49 @@ def feature_stats(loaded, hook: str, sae, dataset: str = "corpus", context_size:
                   seed: int = 0, model_batch: int = 64, n_top: int = 8, n_quantiles: int = 4, per_quantile: int = 3,
                   n_logits: int = 8, n_bins: int = 16) -> dict:
     """Statistics for every latent of `sae` on `n_tokens` corpus tokens (clean inputs, all positions)."""
+    vocab = loaded.tokenizer.convert_ids_to_tokens(list(range(len(loaded.tokenizer))))
+    ids, rows, cols, vals = _activations(loaded, hook, sae, dataset, context_size, n_tokens, seed, model_batch)
+    offset, d_sae = ids.numel(), sae.cfg.d_sae
+    count = torch.zeros(d_sae).index_add_(0, cols, torch.ones_like(vals))
+    total = torch.zeros(d_sae).index_add_(0, cols, vals)
+    max_act = torch.zeros(d_sae).scatter_reduce_(0, cols, vals, "amax")
+    logit_w = _logit_effects(loaded, sae)
+    gen = torch_generator(seed, "sae-features/examples")
+    order = torch.argsort(cols, stable=True)
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    bounds = torch.searchsorted(cols, torch.arange(d_sae + 1))
+    latents = {}
+    for l in range(d_sae):
+        a, b = bounds[l].item(), bounds[l + 1].item()
+        if a == b:
+            continue
+        r, v = rows[a:b], vals[a:b]
+        contexts = _Contexts(vocab, ids, r, v, context_size)
+        entry = {"density": count[l].item() / offset, "mean_act": total[l].item() / count[l].item(),
+                 "max_act": max_act[l].item(),
+                 "histogram": {"max": max_act[l].item(), "counts": torch.histc(
+                     v, bins=n_bins, min=0, max=max(v.max().item(), 1e-6)).long().tolist()},
+                 "top": [contexts(i) for i in range(min(n_top, len(v)))],
+                 "quantiles": contexts.quantiles(n_quantiles, per_quantile, gen)}
+        if logit_w is not None:
+            pos, neg = logit_w[l].topk(n_logits), (-logit_w[l]).topk(n_logits)
+            entry["logits"] = {"positive": [[vocab[i], round(x, 4)] for i, x in zip(pos.indices.tolist(), pos.values.tolist())],
+                               "negative": [[vocab[i], round(-x, 4)] for i, x in zip(neg.indices.tolist(), neg.values.tolist())]}
+        latents[str(l)] = entry
+    return {"hook": hook, "d_sae": d_sae, "tokens": offset, "density": (count / offset).tolist(),
+            "window": [WINDOW_BEFORE, WINDOW_AFTER], "latents": latents}
+
+
+def _activations(loaded, hook, sae, dataset, context_size, n_tokens, seed, model_batch):
+    """(token ids [n_seq, context], and the non-zero latent activations as flat row, latent, value)."""
     from interp.activations import stop_layer
     from interp.datasets import token_batches
     from interp.loading import check_context
 
     check_context(loaded, context_size)
     stop = stop_layer([hook])  # only the hook's activations are read: no need to run the blocks above it
-    tok = loaded.tokenizer
-    vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
     n_batches = max(1, math.ceil(n_tokens / (context_size * model_batch)))
-    batches = token_batches(dataset, tok, model_batch, context_size, seed=seed + 20_000)
+    batches = token_batches(dataset, loaded.tokenizer, model_batch, context_size, seed, purpose="sae-features")
     all_ids, rows, cols, vals = [], [], [], []
     offset = 0
     for _ in range(n_batches):
@@ -45,53 +80,34 @@ def feature_stats(loaded, hook: str, sae, dataset: str = "corpus", context_size:
         rows.append(r.cpu() + offset); cols.append(c.cpu()); vals.append(feats[r, c].cpu())
         all_ids.append(ids.cpu())
         offset += len(feats)
-    ids = torch.cat(all_ids)
-    rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
-    d_sae = sae.cfg.d_sae
-    count = torch.zeros(d_sae).index_add_(0, cols, torch.ones_like(vals))
-    total = torch.zeros(d_sae).index_add_(0, cols, vals)
-    max_act = torch.zeros(d_sae).scatter_reduce_(0, cols, vals, "amax")
-    logit_w = _logit_effects(loaded, sae)
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.argsort(cols, stable=True)
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    bounds = torch.searchsorted(cols, torch.arange(d_sae + 1))
-    latents = {}
-    for l in range(d_sae):
-        a, b = bounds[l].item(), bounds[l + 1].item()
-        if a == b:
-            continue
-        r, v = rows[a:b], vals[a:b]
-        latent_acts = dict(zip(r.tolist(), v.tolist()))
-        v_sorted, o = v.sort(descending=True)
-        r_sorted = r[o]
+    return torch.cat(all_ids), torch.cat(rows), torch.cat(cols), torch.cat(vals)
 
-        def ctx(i):
-            flat = r_sorted[i].item()
-            return _context(vocab, ids, flat // context_size, flat % context_size, latent_acts, context_size,
-                            v_sorted[i].item())
 
-        quantiles = []
-        edges = torch.linspace(0, len(v_sorted), n_quantiles + 1).long().tolist()
-        for q in range(n_quantiles):  # equal-count bands, from the strongest activations down
-            lo, hi = edges[q], edges[q + 1]
+class _Contexts:
+    """One latent's activating contexts, strongest first."""
+
+    def __init__(self, vocab, ids, rows, values, context_size):
+        self.vocab, self.ids, self.context_size = vocab, ids, context_size
+        self.acts = dict(zip(rows.tolist(), values.tolist()))
+        self.values, order = values.sort(descending=True)
+        self.rows = rows[order]
+
+    def __call__(self, i: int) -> dict:
+        flat = self.rows[i].item()
+        return _context(self.vocab, self.ids, flat // self.context_size, flat % self.context_size, self.acts,
+                        self.context_size, self.values[i].item())
+
+    def quantiles(self, n_quantiles: int, per_quantile: int, gen: torch.Generator) -> list[dict]:
+        """Equal-count bands from the strongest activations down, a few random examples from each."""
+        out = []
+        edges = torch.linspace(0, len(self.values), n_quantiles + 1).long().tolist()
+        for lo, hi in zip(edges, edges[1:]):
             if hi <= lo:
                 continue
             pick = (lo + torch.randperm(hi - lo, generator=gen)[:per_quantile]).sort().values.tolist()
-            quantiles.append({"range": [round(v_sorted[hi - 1].item(), 4), round(v_sorted[lo].item(), 4)],
-                              "examples": [ctx(i) for i in pick]})
-        hist = torch.histc(v, bins=n_bins, min=0, max=max(v.max().item(), 1e-6))
-        entry = {"density": count[l].item() / offset, "mean_act": total[l].item() / count[l].item(),
-                 "max_act": max_act[l].item(),
-                 "histogram": {"max": max_act[l].item(), "counts": hist.long().tolist()},
-                 "top": [ctx(i) for i in range(min(n_top, len(v_sorted)))], "quantiles": quantiles}
-        if logit_w is not None:
-            pos, neg = logit_w[l].topk(n_logits), (-logit_w[l]).topk(n_logits)
-            entry["logits"] = {"positive": [[vocab[i], round(x, 4)] for i, x in zip(pos.indices.tolist(), pos.values.tolist())],
-                               "negative": [[vocab[i], round(-x, 4)] for i, x in zip(neg.indices.tolist(), neg.values.tolist())]}
-        latents[str(l)] = entry
-    return {"hook": hook, "d_sae": d_sae, "tokens": offset, "density": (count / offset).tolist(),
-            "window": [WINDOW_BEFORE, WINDOW_AFTER], "latents": latents}
+            out.append({"range": [round(self.values[hi - 1].item(), 4), round(self.values[lo].item(), 4)],
+                        "examples": [self(i) for i in pick]})
+        return out
 
 
 def _logit_effects(loaded, sae) -> torch.Tensor | None:

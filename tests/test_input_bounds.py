@@ -149,13 +149,15 @@ NAN, INF = float("nan"), float("inf")
     ("lr", NAN, "lr must be a finite number > 0 (got nan)"),
     ("lr", INF, "lr must be a finite number > 0 (got inf)"),
     ("lr", -1e-3, "lr must be a finite number > 0"),
-    ("lr_critical", NAN, "lr-critical must be a finite number > 0"),
+    ("lora", "nan-critical", "lr-critical must be a finite number > 0"),
     ("weight_decay", NAN, "weight-decay must be a finite number >= 0"),
     ("weight_decay", -0.1, "weight-decay must be a finite number >= 0"),
 ])
 def test_finetune_config_floats(field, value, msg):
-    from interp.finetune import FinetuneConfig
+    from interp.finetune import FinetuneConfig, LoRAOptions
 
+    if value == "nan-critical":
+        value = LoRAOptions(lr_critical=NAN)
     with pytest.raises(InterpError, match=msg.replace("(", r"\(").replace(")", r"\)")):
         FinetuneConfig(**{field: value}).validate()
     FinetuneConfig(weight_decay=0.0).validate()

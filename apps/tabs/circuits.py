@@ -42,7 +42,7 @@ class CircuitsTab(Tab):
             with gr.Row():
                 self.circ_b = gr.Dropdown(choices, value=partner, label="second circuit", scale=4,
                                           allow_custom_value=True)
-                self.by = gr.Radio(["source", "target"], value="source", label="count edge change by")
+                self.count_by = gr.Radio(["source", "target"], value="source", label="count edge change by")
                 self.rule = gr.Textbox("topk:1", label="critical layers (topk:N, mean+std)")
                 self.r_other = gr.Number(4, precision=0, label="r other")
                 self.r_critical = gr.Number(16, precision=0, label="r critical")
@@ -60,7 +60,7 @@ class CircuitsTab(Tab):
             trigger(self.view, shape, [self.plot, self.summary],
                     api_name="circuit" if trigger == self.circ_a.change else False)
         self.compare_btn.click(shown(inspector.compare),
-                               [self.circ_a, self.circ_b, self.share, self.top_n, self.qkv, self.by, self.rule,
+                               [self.circ_a, self.circ_b, self.share, self.top_n, self.qkv, self.count_by, self.rule,
                                 self.r_other, self.r_critical],
                                [self.cmp_plot, self.change_plot, self.cmp_summary], api_name="compare")
         self.alloc.change(shown(inspector.allocation), self.alloc, self.alloc_plot, api_name="allocation")

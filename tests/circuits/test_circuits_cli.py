@@ -39,20 +39,20 @@ def test_compare_two_circuits(discovered, tmp_path):
     other = tmp_path / "eap"
     assert run("circuits", "discover", "--method", "eap", "--n", "40", "--n-eval", "20", "--no-curve",
                "--out", str(other)).returncode == 0
-    r = run("circuits", "compare", str(out), str(other), "--by", "target", "--json", str(tmp_path / "cmp.json"))
+    r = run("circuits", "compare", str(out), str(other), "--count-by", "target", "--json", str(tmp_path / "cmp.json"))
     assert r.returncode == 0, r.stderr
     cmp = json.loads((tmp_path / "cmp.json").read_text())[0]
-    assert cmp["by"] == "target" and 0 <= cmp["edge_jaccard"] <= 1 and set(cmp["layer_change"]) == set("01234")
+    assert cmp["count_by"] == "target" and 0 <= cmp["edge_jaccard"] <= 1 and set(cmp["layer_change"]) == set("01234")
 
 
 @pytest.mark.parametrize("args,msg", [
     (["discover", "--task", "nope"], "unknown task"),
-    (["discover", "--method", "acdc"], "unknown attribution method"),
-    (["discover", "--metric", "mse"], "unknown metric"),
+    (["discover", "--method", "acdc"], "--method must be eap or eap-ig"),
+    (["discover", "--metric", "mse"], "--metric must be kl, logit_diff or prob_diff"),
     (["discover", "--top-percent", "0"], "--top-percent must be in (0, 100]"),
     (["discover", "--splits", "1"], "--splits must be 0"),
-    (["track", "--method", "qlora"], "unknown fine-tuning method"),
-    (["track", "--by", "middle"], "--by must be"),
+    (["track", "--method", "qlora"], "--method must be full or lora"),
+    (["track", "--count-by", "middle"], "--count-by must be"),
     (["compare", "one.json"], "at least two circuits"),
 ])
 def test_bad_input_is_one_error_line(args, msg, tmp_path):

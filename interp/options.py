@@ -198,8 +198,8 @@ def check_fields(cfg: Any) -> None:
         if meta.get("choices") and value not in meta["choices"]:
             names = [str(c) for c in meta["choices"] if c is not None]
             shown = " or ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} or {names[-1]}"
-            raise InterpError(f"{o.flag} must be {shown}, got {value!r}")
+            raise InterpError(f"{o.flag} must be {shown} (got {value!r})")
         if meta.get("min") is not None and value is not None:
             for v in (value if o.many() else [value]):
                 if not v >= meta["min"]:  # false for nan too
-                    raise InterpError(f"{o.flag} must be at least {meta['min']}, got {v}")
+                    raise InterpError(f"{o.flag} must be at least {meta['min']} (got {v})")

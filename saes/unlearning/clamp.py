@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from interp.errors import check_number
+from interp.options import opt
 
 from .hooks import edit_output
 from .method import Method
@@ -15,7 +16,7 @@ from .method import Method
 
 @dataclass
 class ClampOptions:
-    clamp: float = 1.0  # the forget features are set to -clamp x their max activation
+    clamp: float = opt(1.0, "SAE clamping: the forget features are set to -clamp x their max activation")
 
     def validate(self) -> None:
         check_number("--clamp", self.clamp, inclusive=True)

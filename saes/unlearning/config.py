@@ -7,9 +7,10 @@ dataclass, named after the method (`cfg.sspu.target`, `cfg.sae_clamping.clamp`).
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 from interp.errors import InterpError, check_number
+from interp.options import check_fields, opt
 from interp.rundir import config_changes
 
 from .clamp import ClampOptions
@@ -20,34 +21,41 @@ RETAIN = "add_sub,sequence,lcm,function"
 
 @dataclass
 class UnlearnConfig:
-    model: str | None = None  # None: pythia-mini fine-tuned on every task family (cached at runs/unlearn/)
-    forget: str = "mul_div"
-    retain: str = RETAIN
-    sae: str | None = None  # an SAE run with resid_post SAEs of this model; None: train one (cached)
-    layer: int | None = None  # None: chosen from data among the SAE run's layers >= 2 (all if none is)
-    features: int = 48
-    steering_coef: float = 1.0  # c = coef x mean norm of the layer's activations on forget prompts
-    control_draws: int = 8  # of that many random u, the one whose half-way push removes most of the answers
-    retain_weight: float = 120.0
-    params: str = "mlp_out"  # module suffixes in layers l-2..l; mlp_out: the family's MLP output projection
-    push_at: str = "distinct"  # forget positions pushed: "distinct" (prefix in no retain prompt) or "all"
-    push_weight: str = "known"  # each forget prompt's push by p(answer) + 0.1 (SSPU and RMU); or "uniform"
-    forget_text: str = "prompts+words"  # also unlearn on two of the corpus's word forms (mul_div only); or "prompts"
-    steps: int = 2400
-    lr: float = 2e-3
-    batch_size: int = 32
-    n_eval: int = 1000  # test prompts per task, at most: every task's whole test split (210 to 1000 prompts)
-    probe_examples: int = 1000
-    relearn_examples: int = 10
-    relearn_steps: int = 20
-    # The attacker's learning rates; relearning reports the best. One fixed rate misjudges the attack: 5e-4 takes
-    # the original model from 88 to 52-58, damaging more than it restores.
-    relearn_lrs: str = "1e-5,3e-5,1e-4,3e-4,1e-3"
-    relearn_draws: int = 1  # independent draws of the relearning examples, averaged at each rate
-    seed: int = 0
-    out: str = "runs/unlearn/run"
-    sspu: SSPUOptions = field(default_factory=SSPUOptions)
-    sae_clamping: ClampOptions = field(default_factory=ClampOptions)
+    model: str | None = opt(None, "default: pythia-mini fine-tuned on every task family (cached at runs/unlearn/)")
+    forget: str = opt("mul_div", "the task family to forget")
+    retain: str = opt(RETAIN, "comma-separated task families to keep")
+    sae: str | None = opt(None, "SAE run with resid_post SAEs of the model (default: train one, cached)")
+    layer: int | None = opt(None, "default: chosen from the data among the SAE run's layers >= 2")
+    features: int = opt(48, "forget (and irrelevant) features", min=1)
+    steering_coef: float = opt(1.0, "c = coef x mean activation norm at the layer on forget prompts")
+    control_draws: int = opt(8, "random control vectors u drawn; keeps the one whose half-way push leaves the least "
+                                "of the forget answers (SSPU and RMU alike)", min=1)
+    retain_weight: float = opt(120.0, "weight of the retain hold (0 switches it off)")
+    params: str = opt("mlp_out", "module suffixes trained in layers l-2..l (mlp_out: the MLP output projection)")
+    push_at: str = opt("distinct", "forget positions pushed: distinct (prefix in no retain prompt) or all",
+                       choices=("distinct", "all"))
+    push_weight: str = opt("known", "forget prompts' push (SSPU and RMU): known (each prompt's by the model's "
+                                    "current p(answer) + 0.1) or uniform", choices=("uniform", "known"))
+    forget_text: str = opt("prompts+words", "forget data: prompts+words (the task's prompts and 'a times b is', "
+                                            "'the quotient of p and b is'; mul_div) or prompts",
+                           choices=("prompts", "prompts+words"))
+    steps: int = opt(2400, "optimiser steps", min=1)
+    lr: float = opt(2e-3, "learning rate")
+    batch_size: int = opt(32, "prompts per step and domain", min=1)
+    n_eval: int = opt(1000, "test prompts per task for every metric, at most (default: every task's whole test "
+                            "split, 210 to 1000 prompts)", min=1)
+    probe_examples: int = opt(1000, "examples the linear-probe attack trains on", min=1)
+    relearn_examples: int = opt(10, "examples the relearning attack trains on", min=1)
+    relearn_steps: int = opt(20, "steps of the relearning attack", min=1)
+    # relearning reports the best of the attacker's rates: one fixed rate misjudges the attack (5e-4 takes the
+    # original model from 88 to 52-58, damaging more than it restores)
+    relearn_lrs: str = opt("1e-5,3e-5,1e-4,3e-4,1e-3", "the relearning attacker's learning rates; the best is "
+                                                       "reported")
+    relearn_draws: int = opt(1, "independent draws of the relearning examples, averaged at each rate", min=1)
+    seed: int = opt(0, "seed of every random stream of the run", min=0)
+    out: str = opt("runs/unlearn/run", "the run directory")
+    sspu: SSPUOptions = opt(factory=SSPUOptions)
+    sae_clamping: ClampOptions = opt(factory=ClampOptions)
 
     def forget_tasks(self) -> list[str]:
         return [t.strip() for t in self.forget.split(",") if t.strip()]
@@ -66,26 +74,14 @@ class UnlearnConfig:
 
     def validate(self) -> None:
         self._validate_tasks()
-        if self.features < 1:
-            raise InterpError("--features must be >= 1")
+        check_fields(self)
         self.sspu.validate()
-        choices = {"push_at": ("distinct", "all"), "push_weight": ("uniform", "known"),
-                   "forget_text": ("prompts", "prompts+words")}
-        for name, valid in choices.items():
-            if getattr(self, name) not in valid:
-                raise InterpError(f"--{name.replace('_', '-')} must be {' or '.join(valid)}, "
-                                  f"got {getattr(self, name)!r}")
         if self.forget_text == "prompts+words" and self.forget_tasks() != ["mul_div"]:
             raise InterpError("--forget-text prompts+words needs --forget mul_div, the family the corpus words")
-        if self.steps < 1:
-            raise InterpError(f"--steps must be >= 1, got {self.steps}")
         check_number("--lr", self.lr)
         check_number("--steering-coef", self.steering_coef)
         check_number("--retain-weight", self.retain_weight, inclusive=True)  # 0 switches the hold off
         self.sae_clamping.validate()
-        for name in ("n_eval", "relearn_draws", "control_draws"):
-            if getattr(self, name) < 1:
-                raise InterpError(f"--{name.replace('_', '-')} must be >= 1")
         self.relearn_rates()
 
     def _validate_tasks(self) -> None:

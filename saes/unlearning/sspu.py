@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from interp.errors import InterpError, check_number
+from interp.errors import check_number
+from interp.options import opt
 
 from .hooks import residual_axes
 from .method import Method
@@ -24,15 +25,14 @@ TARGETS = ("control", "erase", "control+erase")
 
 @dataclass
 class SSPUOptions:
-    irrelevant: str = "score"  # irrelevant latents: "score" (smallest |score|) or "quiet" (least active)
-    reg_weight: float = 10.0  # the subspace penalty; its proximal step shrinks the outside part by 1 + lr x this
-    target: str = "control"  # the forget push: "control" (toward c*u), "erase" (relevant part to 0), "control+erase"
+    irrelevant: str = opt("score", "irrelevant latents: score (smallest |score|) or quiet (least active on forget "
+                                   "and retain)", choices=("score", "quiet"))
+    # the proximal step shrinks the update's outside part by 1 + lr x this
+    reg_weight: float = opt(10.0, "weight of the update's component outside the relevant subspace")
+    target: str = opt("control", "SSPU's forget push: control (toward c x u), erase (the relevant-subspace "
+                                 "component toward 0) or control+erase", choices=TARGETS)
 
     def validate(self) -> None:
-        if self.irrelevant not in ("score", "quiet"):
-            raise InterpError(f"--irrelevant must be score or quiet, got {self.irrelevant!r}")
-        if self.target not in TARGETS:
-            raise InterpError(f"--target must be control, erase or control+erase, got {self.target!r}")
         check_number("--reg-weight", self.reg_weight, inclusive=True)  # 0: the unconstrained ablation
 
 

@@ -81,7 +81,7 @@ def test_eval_tokens_reach_every_metric_and_eval_sae_repeats_them(cli, tmp_path)
     from saes import train_sae
 
     code, _, err = cli("train-sae", "--eval-tokens", 0, "--out", tmp_path / "refused")  # the option reaches the config
-    assert code == 2 and err.strip().splitlines() == ["error: eval-tokens must be at least 1 (got 0)"]
+    assert code == 2 and err.strip().splitlines() == ["error: --eval-tokens must be at least 1 (got 0)"]
     run = tmp_path / "run"
     train_sae(SAETrainConfig(out=str(run), eval_tokens=2048, **SMALL), show_progress=False)
     m = metrics_of(run)

@@ -97,7 +97,7 @@ def _circuit(path: Path, cfg: CircuitLoRAConfig, checkpoint: Path | None) -> Cir
     return circuit
 
 
-def _finetune_config(cfg: CircuitLoRAConfig, **kw):
+def finetune_config(cfg: CircuitLoRAConfig, **kw):
     from interp.finetune import FinetuneConfig
 
     return FinetuneConfig(model=cfg.model, task=cfg.task, lr=cfg.lr, seed=cfg.seed, n_train=cfg.n_train,
@@ -108,12 +108,12 @@ def _probe(cfg: CircuitLoRAConfig, out: Path) -> Path:
     """The short plain-LoRA run whose merged model gives C_after; its last checkpoint."""
     from interp.finetune import finetune
 
-    finetune(_finetune_config(cfg, method="lora", lora=LoRAOptions(r=cfg.uniform_rank()), steps=cfg.probe_steps,
+    finetune(finetune_config(cfg, method="lora", lora=LoRAOptions(r=cfg.uniform_rank()), steps=cfg.probe_steps,
                               checkpoint_every=cfg.probe_steps, eval_every=cfg.probe_steps, out=str(out / "probe")))
     return out / "probe" / "checkpoints" / f"step-{cfg.probe_steps}"
 
 
-def _allocate(cfg: CircuitLoRAConfig, before: Circuit, after: Circuit, model, targets: list[str]) -> Allocation:
+def allocation_for(cfg: CircuitLoRAConfig, before: Circuit, after: Circuit, model, targets: list[str]) -> Allocation:
     alloc = allocate(before, after, model, targets, cfg.r_other, cfg.r_critical, cfg.critical_layers, cfg.count_by)
     if cfg.match_params:
         r_o, r_c = match_params(layer_sizes(model, targets), alloc.critical, cfg.uniform_rank(),
@@ -141,7 +141,7 @@ def _circuit_lora_run(cfg: CircuitLoRAConfig, alloc: Allocation):
     from interp.finetune import peft_config
     from interp.loading import load_model
 
-    ft = _finetune_config(cfg, method="lora", lora=LoRAOptions(
+    ft = finetune_config(cfg, method="lora", lora=LoRAOptions(
         r=alloc.r_other, rank_pattern=alloc.ranks, alpha_pattern=alloc.alphas, lr_critical=cfg.lr_critical,
         critical_modules=alloc.critical_modules))
     model = load_model(cfg.model, bridge=False, dtype=cfg.dtype, device_map=cfg.device_map).model
@@ -149,7 +149,7 @@ def _circuit_lora_run(cfg: CircuitLoRAConfig, alloc: Allocation):
     return ft
 
 
-def _train(cfg: CircuitLoRAConfig, runs: dict, out: Path, total: int) -> list[dict]:
+def train_methods(cfg: CircuitLoRAConfig, runs: dict, out: Path, total: int) -> list[dict]:
     """The same loop, data, steps and seed for every run (`epochs` over the task's train examples, batch 64)."""
     from interp.finetune import finetune
     from interp.tasks import make_examples
@@ -189,19 +189,19 @@ def _circuit_lora(cfg: CircuitLoRAConfig, model, out: Path) -> CircuitLoRAResult
     write_atomic(saved, json.dumps(asdict(cfg), indent=1))
     before = _circuit(out / "circuits" / "before.json", cfg, None)
     after = _circuit(out / "circuits" / "after.json", cfg, _probe(cfg, out))
-    targets = target_modules(_finetune_config(cfg), model)
-    alloc = _allocate(cfg, before, after, model, targets)
+    targets = target_modules(finetune_config(cfg), model)
+    alloc = allocation_for(cfg, before, after, model, targets)
     (out / "allocation.json").write_text(json.dumps(alloc.to_dict(), indent=1))
     sizes = layer_sizes(model, targets)
     r_u = cfg.uniform_rank()
     runs = {
-        "lora": (_finetune_config(cfg, method="lora", lora=LoRAOptions(r=r_u)), str(r_u), lora_parameters(sizes, lambda l: r_u)),
-        "adalora": (_finetune_config(cfg, method="adalora", lora=LoRAOptions(r=r_u)), f"{r_u} (budget)", None),
+        "lora": (finetune_config(cfg, method="lora", lora=LoRAOptions(r=r_u)), str(r_u), lora_parameters(sizes, lambda l: r_u)),
+        "adalora": (finetune_config(cfg, method="adalora", lora=LoRAOptions(r=r_u)), f"{r_u} (budget)", None),
         "circuit_lora": (_circuit_lora_run(cfg, alloc), f"{alloc.r_other}/{alloc.r_critical}", lora_parameters(
             sizes, lambda l: alloc.r_critical if l in alloc.critical else alloc.r_other)),
-        "full": (_finetune_config(cfg, method="full"), "-", None),
+        "full": (finetune_config(cfg, method="full"), "-", None),
     }
-    rows = _train(cfg, {m: runs[m] for m in cfg.methods}, out, sum(p.numel() for p in model.parameters()))
+    rows = train_methods(cfg, {m: runs[m] for m in cfg.methods}, out, sum(p.numel() for p in model.parameters()))
     (out / "results.json").write_text(json.dumps({"allocation": alloc.to_dict(), "rows": rows}, indent=1))
     return CircuitLoRAResult(alloc, rows, out)
 
@@ -232,16 +232,16 @@ def _compositional(cfg: CircuitLoRAConfig, model, out: Path) -> dict:
              for t in ("compositional", "add_sub", "mul_div") for when, ckpt in (("before", None), ("after", probe))}
     unions = {when: union(found["add_sub", when], found["mul_div", when],
                           n_edges=int(found["compositional", when].in_graph.sum())) for when in ("before", "after")}
-    targets = target_modules(_finetune_config(cfg), model)
-    allocs = {"direct": _allocate(cfg, found["compositional", "before"], found["compositional", "after"], model, targets),
-              "union": _allocate(cfg, unions["before"], unions["after"], model, targets)}
+    targets = target_modules(finetune_config(cfg), model)
+    allocs = {"direct": allocation_for(cfg, found["compositional", "before"], found["compositional", "after"], model, targets),
+              "union": allocation_for(cfg, unions["before"], unions["after"], model, targets)}
     sizes = layer_sizes(model, targets)
     r_u = cfg.uniform_rank()
-    runs = {"lora": (_finetune_config(cfg, method="lora", lora=LoRAOptions(r=r_u)), str(r_u), lora_parameters(sizes, lambda l: r_u))}
+    runs = {"lora": (finetune_config(cfg, method="lora", lora=LoRAOptions(r=r_u)), str(r_u), lora_parameters(sizes, lambda l: r_u))}
     for name, a in allocs.items():
         runs[f"circuit_lora_{name}"] = (_circuit_lora_run(cfg, a), f"{a.r_other}/{a.r_critical} critical {a.critical}",
                                         lora_parameters(sizes, lambda l, a=a: a.r_critical if l in a.critical else a.r_other))
-    rows = _train(cfg, runs, out, sum(p.numel() for p in model.parameters()))
+    rows = train_methods(cfg, runs, out, sum(p.numel() for p in model.parameters()))
     overlap = {when: {"edge_jaccard": jaccard(unions[when].edge_names, found["compositional", when].edge_names),
                       "node_jaccard": jaccard(unions[when].node_names, found["compositional", when].node_names)}
                for when in ("before", "after")}

@@ -16,7 +16,7 @@ from pathlib import Path
 from statistics import mean, pstdev
 
 from circuits.allocation import layer_sizes, lora_parameters
-from circuits.circuit_lora import CircuitLoRAConfig, _finetune_config, _train
+from circuits.circuit_lora import CircuitLoRAConfig, finetune_config, train_methods
 from interp.finetune import LoRAOptions, target_modules
 from interp.loading import load_model
 from interp.tasks import TASKS
@@ -36,7 +36,7 @@ def main() -> None:
     tasks = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
     ranks = [int(r) for r in args.ranks.split(",")]
     model = load_model("pythia-mini", bridge=False).model
-    targets = target_modules(_finetune_config(CircuitLoRAConfig()), model)
+    targets = target_modules(finetune_config(CircuitLoRAConfig()), model)
     sizes, total = layer_sizes(model, targets), sum(p.numel() for p in model.parameters())
     acc: dict[int, dict[str, list[float]]] = {r: {t: [] for t in tasks} for r in ranks}
     share = {}
@@ -49,8 +49,8 @@ def main() -> None:
                 done = FINISHED[r] / task / f"s{seed}" / "lora" if r in FINISHED else None
                 if done and done.is_dir() and not (out / "lora").exists():
                     (out / "lora").symlink_to(done.resolve(), target_is_directory=True)
-                ft = _finetune_config(cfg, method="lora", lora=LoRAOptions(r=r))
-                row = _train(cfg, {"lora": (ft, str(r), lora_parameters(sizes, lambda l: r))}, out, total)[0]
+                ft = finetune_config(cfg, method="lora", lora=LoRAOptions(r=r))
+                row = train_methods(cfg, {"lora": (ft, str(r), lora_parameters(sizes, lambda l: r))}, out, total)[0]
                 acc[r][task].append(100 * row["accuracy"])
                 share[r] = row["share"]
                 (out / "results.json").write_text(json.dumps({"rows": [row]}, indent=1))

@@ -17,7 +17,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from circuits.circuit_lora import CircuitLoRAConfig, _allocate, _finetune_config, circuit_lora, summarize
+from circuits.circuit_lora import CircuitLoRAConfig, allocation_for, finetune_config, circuit_lora, summarize
 from interp.finetune import target_modules
 from interp.rundir import RunDir
 from circuits.circuit import Circuit
@@ -63,8 +63,8 @@ def run_variant(name: str, overrides: dict, base: Path, out: Path, tasks: list[s
                     link(src / d, dst / d)
             cfg = replace(CircuitLoRAConfig(), **overrides, task=task, seed=seed, out=str(dst), methods=methods)
             default = json.loads((src / "allocation.json").read_text())
-            targets = target_modules(_finetune_config(cfg), model)
-            alloc = _allocate(cfg, Circuit.load(src / "circuits" / "before.json"),
+            targets = target_modules(finetune_config(cfg), model)
+            alloc = allocation_for(cfg, Circuit.load(src / "circuits" / "before.json"),
                               Circuit.load(src / "circuits" / "after.json"), model, targets)
             same = (alloc.critical == default["critical_layers"] and cfg.lr_critical is None
                     and (alloc.r_other, alloc.r_critical) == (default["r_other"], default["r_critical"]))

@@ -142,8 +142,11 @@ class RunsDir:
         cfg = json.loads((d / "cfg.json").read_text())
         run_cfg = d.parent.parent / "config.json"
         model = json.loads(run_cfg.read_text()).get("model", "?") if self._regular(run_cfg) else "?"
-        hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name", "?")
-        return SAEEntry(self.rel(d), model, hook, int(cfg.get("k", 0)), int(cfg["d_sae"]),
+        meta = cfg.get("metadata") or {}
+        hook = meta.get("hook_name") or cfg.get("hook_name", "?")
+        # an inference form without k (BatchTopK saves as JumpReLU) keeps it in its training details
+        k = cfg.get("k") or (meta.get("training_architecture_details") or {}).get("k") or 0
+        return SAEEntry(self.rel(d), model, hook, int(k), int(cfg["d_sae"]),
                         (d / "features.json").stat().st_mtime)
 
     def model_name(self, sae_rel: str) -> str:

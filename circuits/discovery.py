@@ -27,7 +27,7 @@ CURVE = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 class DiscoverConfig:
     model: str = opt("pythia-mini", "zoo name, local HF directory, .gguf file or hub id")
     task: str = opt("add_sub", "task family (see `interp tasks list`)")
-    method: str = opt("eap-ig", "edge attribution method", choices=ATTRIBUTION_METHODS)
+    method: str = opt("eap-ig", "edge attribution method", choices=ATTRIBUTION_METHODS, flag="attribution")
     metric: str = opt("kl", "kl (whole vocabulary, answer positions), logit_diff or prob_diff", choices=METRICS)
     ig_steps: int = opt(5, "EAP-IG interpolation steps", min=1)
     n: int = opt(200, "attribution examples (circuit split)", min=1)

@@ -133,7 +133,7 @@ def correct(model, tokenizer, prompts: list[str], labels: list, diffusion: bool 
             inputs, targets = inputs.to(device), targets.to(device)
             if diffusion:
                 k = int((targets[0] != IGNORE).sum())
-                got = sample(model, inputs[:, :-k], tokenizer.mask_token_id, gen_length=k, steps=k)
+                got = sample(model, inputs[:, :-k], tokenizer.mask_token_id, gen_length=k, denoise_steps=k)
                 if isinstance(labels[chunk[0]], Later):
                     out[chunk] = torch.tensor([sampled_right(tokenizer, g, labels[i])
                                                for g, i in zip(got[:, -k:].tolist(), chunk)])

@@ -24,18 +24,18 @@ def llada_loss(model, input_ids: torch.Tensor, mask_id: int, eps: float = 1e-3, 
 
 
 @torch.no_grad()
-def sample(model, prompt_ids: torch.Tensor, mask_id: int, gen_length: int = 8, steps: int = 8,
+def sample(model, prompt_ids: torch.Tensor, mask_id: int, gen_length: int = 8, denoise_steps: int = 8,
            block_length: int | None = None, temperature: float = 0.0, generator=None) -> torch.Tensor:
     """Low-confidence remasking sampler (LLaDA): answer positions start as `<mask>`; each step predicts
     every masked position and commits the most confident ones, block by block (semi-autoregressive when
     `block_length < gen_length`). Returns prompt + generated ids, shape (batch, prompt_len + gen_length)."""
     block_length = block_length or gen_length
-    if gen_length % block_length or steps % (gen_length // block_length):
-        raise ValueError("gen_length must be a multiple of block_length and steps of the number of blocks")
+    if gen_length % block_length or denoise_steps % (gen_length // block_length):
+        raise ValueError("gen_length must be a multiple of block_length and denoise_steps of the number of blocks")
     b, p = prompt_ids.shape
     x = torch.cat([prompt_ids, torch.full((b, gen_length), mask_id, dtype=prompt_ids.dtype, device=prompt_ids.device)], dim=1)
     n_blocks = gen_length // block_length
-    steps_per_block = steps // n_blocks
+    steps_per_block = denoise_steps // n_blocks
     for blk in range(n_blocks):
         lo, hi = p + blk * block_length, p + (blk + 1) * block_length
         remaining = (x[:, lo:hi] == mask_id).sum(1)

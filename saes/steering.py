@@ -62,7 +62,7 @@ class SteerConfig:
     amp: float = 2.0  # diffusion: multiple of the position's largest SAE activation
     positions: str = "all"  # diffusion: "all" or "active" (where the feature is most active)
     n_tokens: int = 12
-    steps: int | None = None  # diffusion denoising steps (default n_tokens)
+    denoise_steps: int | None = None  # diffusion denoising steps (default n_tokens)
 
 
 def _ar_hook(sae, latent: int, strength: float):
@@ -146,7 +146,7 @@ def _denoise(loaded, ids: torch.Tensor, cfg: "SteerConfig", hooks: list):
             pause(input_ids)
             return SimpleNamespace(logits=loaded.bridge.run_with_hooks(input_ids, fwd_hooks=hooks))
         return sample(model, ids, loaded.tokenizer.mask_token_id, gen_length=cfg.n_tokens,
-                      steps=cfg.steps or cfg.n_tokens)
+                      denoise_steps=cfg.denoise_steps or cfg.n_tokens)
     yield (yield from _paced(work))
 
 

@@ -109,7 +109,7 @@ def test_bert_edge_hooks_are_refused_in_one_line(tiny, cli, tmp_path):
     with pytest.raises(InterpError, match="no per-head attention hooks for bert") as e:
         load_model(tiny["bert"], hooks_for_edges=True)
     assert "\n" not in str(e.value)
-    r = cli("circuits", "discover", "--model", tiny["bert"], "--method", "eap", "--n", 8, "--out", tmp_path / "c")
+    r = cli("circuits", "discover", "--model", tiny["bert"], "--attribution", "eap", "--n", 8, "--out", tmp_path / "c")
     assert isinstance(r.exception, InterpError) and not (tmp_path / "c").exists()
 
 
@@ -269,7 +269,7 @@ def test_a_key_or_value_edge_changes_exactly_its_groups_query_heads(tiny, name):
 def test_circuits_discover_command(tiny, cli, name, tmp_path):
     from circuits.circuit import Circuit, prune
 
-    r = cli("circuits", "discover", "--model", tiny[name], "--method", "eap", "--n", 8, "--n-eval", 8,
+    r = cli("circuits", "discover", "--model", tiny[name], "--attribution", "eap", "--n", 8, "--n-eval", 8,
             "--batch-size", 8, "--top-percent", 30, "--no-curve", "--out", tmp_path / "c")
     assert r.exit_code == 0, (r.output, r.exception)
     c = Circuit.load(tmp_path / "c")

@@ -63,7 +63,7 @@ def test_ar_model_is_causal(ar, tok):
 
 def test_sampler_fills_every_mask(dlm, tok):
     x = tok(["the sum of 41 and 29 is", "the sum of 40 and 20 is"], return_tensors="pt")["input_ids"]
-    out = sample(dlm.model, x, tok.mask_token_id, gen_length=8, steps=8, block_length=4)
+    out = sample(dlm.model, x, tok.mask_token_id, gen_length=8, denoise_steps=8, block_length=4)
     assert out.shape == (2, x.shape[1] + 8)
     assert not (out == tok.mask_token_id).any()
     assert torch.equal(out[:, : x.shape[1]], x)

@@ -37,7 +37,7 @@ def test_discover_writes_circuit_and_picture(discovered):
 def test_compare_two_circuits(discovered, tmp_path):
     out, _ = discovered
     other = tmp_path / "eap"
-    assert run("circuits", "discover", "--method", "eap", "--n", "40", "--n-eval", "20", "--no-curve",
+    assert run("circuits", "discover", "--attribution", "eap", "--n", "40", "--n-eval", "20", "--no-curve",
                "--out", str(other)).returncode == 0
     r = run("circuits", "compare", str(out), str(other), "--count-by", "target", "--json", str(tmp_path / "cmp.json"))
     assert r.returncode == 0, r.stderr
@@ -47,7 +47,7 @@ def test_compare_two_circuits(discovered, tmp_path):
 
 @pytest.mark.parametrize("args,msg", [
     (["discover", "--task", "nope"], "unknown task"),
-    (["discover", "--method", "acdc"], "--method must be eap or eap-ig"),
+    (["discover", "--attribution", "acdc"], "--attribution must be eap or eap-ig"),
     (["discover", "--metric", "mse"], "--metric must be kl, logit_diff or prob_diff"),
     (["discover", "--top-percent", "0"], "--top-percent must be in (0, 100]"),
     (["discover", "--splits", "1"], "--splits must be 0"),

@@ -91,9 +91,69 @@ def app_check(runs: Path) -> dict:
 STEPS = ("eval", "circuits", "sae", "circuit-lora", "unlearn", "app")
 
 
+def eval_step(args, model: str, out: Path, save) -> None:
+    from interp.tasks import ARITHMETIC
+
+    log, start = [], time.perf_counter()
+    agreement = reference_agreement(model, [*ARITHMETIC, "ioi", "greater_than"], args.n)
+    log.append(("eval vs transformers generate (in process)", time.perf_counter() - start))
+    run(["eval", "--model", model, "--task", "add_sub", "--task", "ioi", "--n", str(args.n)], log)
+    save("eval", "agreement", agreement, log)
+
+
+def circuits_step(args, model: str, out: Path, save) -> None:
+    log = []
+    for task, metric in (("ioi", "kl"), ("greater_than", "prob_diff")):
+        run(["circuits", "discover", "--model", model, "--task", task, "--metric", metric, "--n", "32",
+             "--n-eval", "32", "--batch-size", "16", "--top-percent", "5", "--out", str(out / "circuits" / task),
+             "--overwrite"], log)
+        circuit = json.loads((out / "circuits" / task / "circuit.json").read_text())
+        save("circuits", task, {k: circuit[k] for k in ("metric", "n_examples", "attribution_seconds", "n_edges_kept")}
+             | {k: circuit["evaluation"][k] for k in ("faithfulness", "logit_diff_recovered",
+                                                      "prob_diff_recovered", "accuracy", "accuracy_full_model")},
+             log)
+
+
+def sae_step(args, model: str, out: Path, save) -> None:
+    log, hook = [], f"blocks.{args.layer}.hook_resid_post"
+    sae_s = run(["train-sae", "--model", model, "--dataset", args.dataset, "--hook", hook, "--context-size", "128",
+                 "--tokens", str(args.sae_tokens), "--batch-size", str(args.sae_batch), "--out", str(out / "sae"),
+                 "--overwrite"], log)
+    metrics = next(iter(json.loads((out / "sae" / "metrics.json").read_text()).values()))
+    save("sae", "sae", metrics | {"seconds": sae_s, "layer": args.layer}, log)
+
+
+def circuit_lora_step(args, model: str, out: Path, save) -> None:
+    log = []
+    run(["circuit-lora", "--model", model, "--task", "add_sub", "--epochs", "0.1", "--probe-steps", "4",
+         "--n-circuit", "8", "--out", str(out / "circuit-lora"), "--overwrite"], log)
+    save("circuit-lora", "circuit_lora", json.loads((out / "circuit-lora" / "results.json").read_text())["rows"], log)
+
+
+def unlearn_step(args, model: str, out: Path, save) -> None:
+    log = []
+    run(["unlearn", "--model", model, "--forget", "mul_div", "--retain", "add_sub", "--sae", str(out / "sae"),
+         "--layer", str(args.layer), "--features", "8", "--forget-text", "prompts", "--steps", "20",
+         "--n-eval", "20", "--relearn-draws", "1", "--out", str(out / "unlearn"), "--overwrite"], log)
+    sae_tokens = next(iter(json.loads((out / "sae" / "metrics.json").read_text()).values()))["tokens"]
+    report_md = (out / "unlearn" / "report.md").read_text()
+    save("unlearn", "unlearn", json.loads((out / "unlearn" / "report.json").read_text())
+         | {"sae_tokens": sae_tokens, "markdown": report_md}, log)
+
+
+def app_step(args, model: str, out: Path, save) -> None:
+    log, start = [], time.perf_counter()
+    app = app_check(out)
+    log.append(("app: run listing and circuit view over HTTP", time.perf_counter() - start))
+    save("app", "app", app, log)
+
+
+STEP_FUNCTIONS = {"eval": eval_step, "circuits": circuits_step, "sae": sae_step, "circuit-lora": circuit_lora_step,
+                  "unlearn": unlearn_step, "app": app_step}
+
+
 def main() -> None:
     from interp.fetch import SMOLLM2_DIR, cache_root
-    from interp.tasks import ARITHMETIC
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(cache_root() / SMOLLM2_DIR))
@@ -126,55 +186,9 @@ def main() -> None:
         write_report(report, args, Path(args.report))
 
     out.mkdir(parents=True, exist_ok=True)
-    if "eval" in steps:
-        log, start = [], time.perf_counter()
-        agreement = reference_agreement(model, [*ARITHMETIC, "ioi", "greater_than"], args.n)
-        log.append(("eval vs transformers generate (in process)", time.perf_counter() - start))
-        run(["eval", "--model", model, "--task", "add_sub", "--task", "ioi", "--n", str(args.n)], log)
-        save("eval", "agreement", agreement, log)
-
-    if "circuits" in steps:
-        log = []
-        for task, metric in (("ioi", "kl"), ("greater_than", "prob_diff")):
-            run(["circuits", "discover", "--model", model, "--task", task, "--metric", metric, "--n", "32",
-                 "--n-eval", "32", "--batch-size", "16", "--top-percent", "5", "--out", str(out / "circuits" / task),
-                 "--overwrite"], log)
-            circuit = json.loads((out / "circuits" / task / "circuit.json").read_text())
-            save("circuits", task, {k: circuit[k] for k in ("metric", "n_examples", "attribution_seconds", "n_edges_kept")}
-                 | {k: circuit["evaluation"][k] for k in ("faithfulness", "logit_diff_recovered",
-                                                          "prob_diff_recovered", "accuracy", "accuracy_full_model")},
-                 log)
-
-    if "sae" in steps:
-        log, hook = [], f"blocks.{args.layer}.hook_resid_post"
-        sae_s = run(["train-sae", "--model", model, "--dataset", args.dataset, "--hook", hook, "--context-size", "128",
-                     "--tokens", str(args.sae_tokens), "--batch-size", str(args.sae_batch), "--out", str(out / "sae"),
-                     "--overwrite"], log)
-        metrics = next(iter(json.loads((out / "sae" / "metrics.json").read_text()).values()))
-        save("sae", "sae", metrics | {"seconds": sae_s, "layer": args.layer}, log)
-
-    if "circuit-lora" in steps:
-        log = []
-        run(["circuit-lora", "--model", model, "--task", "add_sub", "--epochs", "0.1", "--probe-steps", "4",
-             "--n-circuit", "8", "--out", str(out / "circuit-lora"), "--overwrite"], log)
-        save("circuit-lora", "circuit_lora", json.loads((out / "circuit-lora" / "results.json").read_text())["rows"],
-             log)
-
-    if "unlearn" in steps:
-        log = []
-        run(["unlearn", "--model", model, "--forget", "mul_div", "--retain", "add_sub", "--sae", str(out / "sae"),
-             "--layer", str(args.layer), "--features", "8", "--forget-text", "prompts", "--steps", "20",
-             "--n-eval", "20", "--relearn-draws", "1", "--out", str(out / "unlearn"), "--overwrite"], log)
-        sae_tokens = next(iter(json.loads((out / "sae" / "metrics.json").read_text()).values()))["tokens"]
-        report_md = (out / "unlearn" / "report.md").read_text()
-        save("unlearn", "unlearn", json.loads((out / "unlearn" / "report.json").read_text())
-             | {"sae_tokens": sae_tokens, "markdown": report_md}, log)
-
-    if "app" in steps:
-        log, start = [], time.perf_counter()
-        app = app_check(out)
-        log.append(("app: run listing and circuit view over HTTP", time.perf_counter() - start))
-        save("app", "app", app, log)
+    for step in STEPS:
+        if step in steps:
+            STEP_FUNCTIONS[step](args, model, out, save)
     write_report(report, args, Path(args.report))  # also with --steps "": the report again from the saved numbers
 
 

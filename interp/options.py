@@ -43,12 +43,13 @@ def opt(default: Any = MISSING, help: str = "", *, choices: tuple = (), min: flo
 
 # options every model-loading config carries, with one help text
 def dtype_field() -> Any:
-    return opt("float32", "precision of the model's weights", choices=("float32", "bfloat16", "float16"))
+    # checked by interp.loading.torch_dtype, which also names the valid values
+    return opt("float32", "precision of the model's weights: float32, bfloat16 or float16")
 
 
 def device_map_field() -> Any:
     return opt(None, "'auto': accelerate spreads a model too big for one device over all of them (then --device "
-                     "only places the rest of the work); needs accelerate", choices=(None, "auto"))
+                     "only places the rest of the work); needs accelerate")  # checked by loading.check_device_map
 
 
 def trust_remote_code_field() -> Any:

@@ -2,7 +2,8 @@
 Hugging Face dataset where the network allows.
 
 Every source yields [batch, context] id tensors that start with `<bos>`, and batch `i` is a pure function
-of (source, seed, i), so a resumed run picks up at the batch where it stopped.
+of (source, seed, i), so a resumed run picks up at the batch where it stopped. A file's last contexts
+(`HELDOUT_SHARE`, at least one) are held out: training never reads them and evaluation reads only them.
 """
 
 from __future__ import annotations
@@ -18,10 +19,18 @@ from .seeds import torch_generator
 from .errors import InterpError
 
 
+SPLITS = ("train", "heldout")
+HELDOUT_SHARE = 0.05
+
+
 def token_batches(dataset: str, tokenizer, batch_size: int, context_size: int, seed: int = 0,
-                  start: int = 0, purpose: str = "activations") -> Iterator[torch.Tensor]:
+                  start: int = 0, purpose: str = "activations", split: str = "train") -> Iterator[torch.Tensor]:
     """Endless batches of `batch_size` sequences of `context_size` tokens, from batch index `start` on; the
-    generated corpus's text and a file's order come from the stream named `purpose` (interp/seeds.py)."""
+    generated corpus's text and a file's order come from the stream named `purpose` (interp/seeds.py).
+    `split` picks a file's training or held-out contexts; the generated corpus has no end to hold out, its
+    purposes draw different text."""
+    if split not in SPLITS:
+        raise InterpError(f"split must be one of {', '.join(SPLITS)} (got {split!r})")
     if context_size < 2:
         raise InterpError(f"context size must be at least 2 (got {context_size})")
     if dataset == "corpus":
@@ -36,8 +45,8 @@ def token_batches(dataset: str, tokenizer, batch_size: int, context_size: int, s
         return corpus()
     if is_local_file(dataset):
         return _file_batches(Path(dataset).expanduser(), tokenizer, batch_size, context_size,
-                             torch_generator(seed, f"{purpose}/file-order"), start)
-    return _hub_batches(dataset, tokenizer, batch_size, context_size, start)
+                             torch_generator(seed, f"{purpose}/file-order"), start, split)
+    return _hub_batches(dataset, tokenizer, batch_size, context_size, start, split)
 
 
 SNIFF_BYTES = 1 << 20
@@ -109,10 +118,14 @@ def _pack(texts: list[str], tokenizer, context_size: int) -> torch.Tensor:
     return torch.cat([torch.full((n, 1), tokenizer.bos_token_id), body], dim=1)
 
 
-def _file_batches(path, tokenizer, batch_size, context_size, generator, start):
+def _file_batches(path, tokenizer, batch_size, context_size, generator, start, split):
     chunks = _pack(read_texts(path), tokenizer, context_size)
-    if len(chunks) == 0:
-        raise InterpError(f"{path} holds fewer than {context_size - 1} tokens: too short for one context")
+    if len(chunks) < 2:
+        raise InterpError(f"{path} holds fewer than {2 * (context_size - 1)} tokens: too short for one context "
+                          "to train on and one to hold out")
+    # the file's tail, not a random draw: neighbouring lines often share a document
+    n_heldout = max(1, round(HELDOUT_SHARE * len(chunks)))
+    chunks = chunks[:-n_heldout] if split == "train" else chunks[-n_heldout:]
     order = torch.randperm(len(chunks), generator=generator)
 
     def batches():
@@ -124,7 +137,7 @@ def _file_batches(path, tokenizer, batch_size, context_size, generator, start):
     return batches()
 
 
-def _hub_batches(name, tokenizer, batch_size, context_size, start):
+def _hub_batches(name, tokenizer, batch_size, context_size, start, split):
     from .loading import hub_reachable
 
     if not hub_reachable():
@@ -132,7 +145,11 @@ def _hub_batches(name, tokenizer, batch_size, context_size, start):
                           "not reachable offline; pass a local file instead")
     import datasets
 
-    rows = datasets.load_dataset(name, split="train", streaming=True)
+    hub_split = {"train": "train", "heldout": "validation"}[split]
+    try:
+        rows = datasets.load_dataset(name, split=hub_split, streaming=True)
+    except ValueError as e:  # the split does not exist
+        raise InterpError(f"dataset {name!r} has no {hub_split!r} split ({e}); pass a local file") from None
 
     def batches():
         texts: list[str] = []

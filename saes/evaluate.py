@@ -94,7 +94,8 @@ def evaluate_saes(loaded, saes: dict, dataset: str = "corpus", context_size: int
     # without a head only activations are read: the forward can stop after the last hooked block
     run_kw = {} if with_ce else {"stop_at_layer": stop_layer(sorted({h for h, _ in saes.values()}))}
     n_batches = max(1, math.ceil(n_tokens / (context_size * model_batch)))
-    batches = token_batches(dataset, loaded.tokenizer, model_batch, context_size, seed, purpose="sae-eval")
+    batches = token_batches(dataset, loaded.tokenizer, model_batch, context_size, seed, purpose="sae-eval",
+                           split="heldout")
     gen = torch_generator(seed, "sae-eval/masks")
     hooks = sorted({h for h, _ in saes.values()})
     acc = {name: {} for name in saes}

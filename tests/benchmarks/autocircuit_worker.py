@@ -339,7 +339,7 @@ class Setup:
 def child(key: str, inp: str, out_path: str) -> int:
     """One run in a fresh process, so its RSS growth is not hidden by memory that an
     earlier run left in the allocator."""
-    spec = torch.load(inp, weights_only=False)
+    spec = torch.load(inp, weights_only=True)
     torch.set_num_threads(int(spec.get("num_threads", 1)))
     torch.manual_seed(0)
     setup = Setup(spec, check_logits=False)
@@ -350,30 +350,8 @@ def child(key: str, inp: str, out_path: str) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) == 5 and argv[1] == "--run":
-        return child(argv[2], argv[3], argv[4])
-    if len(argv) != 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    inp, out_path = argv[1], argv[2]
-    spec = torch.load(inp, weights_only=False)
-    torch.set_num_threads(int(spec.get("num_threads", 1)))
-    torch.manual_seed(0)
-    isolate = bool(spec.get("isolate", True))
-    repeats = int(spec.get("repeats", 1))
-    vers = versions()
-    our_edges: list[str] = list(spec["edges"])
-
-    setup = Setup(spec, check_logits=True)
-    diff = setup.logit_diff
-    log(f"HF vs HookedTransformer logits: max |diff| = {diff:.3g}")
-    if not diff < 1e-3:
-        raise SystemExit(f"weight conversion check failed: max |logit diff| = {diff}")
-    if setup.n_used < setup.n:
-        log(f"note: {setup.n - setup.n_used} of {setup.n} prompts dropped (drop_last, batch {setup.bs})")
-
-    # edge map: ours <- auto-circuit's
+def edge_map(setup, our_edges: list[str]) -> tuple[dict, list, list]:
+    """Our edge name -> auto-circuit's, with the edges only one side has."""
     ours_set = set(our_edges)
     ac_of, unmapped = {}, []
     for e in sorted(setup.model.edges, key=lambda e: e.name):
@@ -383,9 +361,11 @@ def main(argv: list[str]) -> int:
         else:
             assert name not in ac_of, f"two auto-circuit edges map to {name}"
             ac_of[name] = e.name
-    missing = [e for e in our_edges if e not in ac_of]
+    return ac_of, unmapped, [e for e in our_edges if e not in ac_of]
 
-    specs, answer_fns, kl_fns = run_specs()
+
+def run_all(setup, inp: str, specs: dict, repeats: int, isolate: bool, ac_of: dict, our_edges: list[str]) -> dict:
+    """Score with each run spec, each in a fresh process when isolated, keyed by our edge names."""
     runs = {}
     for key, kw in specs.items():
         if isolate:
@@ -405,19 +385,57 @@ def main(argv: list[str]) -> int:
         runs[key] = res
         log(f"{key}: {res['seconds']:.3f} s (warm {res['seconds_warm'] or float('nan'):.3f} s), "
             f"peak +{res['peak_mib']:.1f} MiB")
+    return runs
 
+
+def notes(vers: dict, answer_fns, kl_fns) -> dict:
+    return {
+        "kl_div": (f"ran as eap_ig_kl with answer_function={kl_fns[0]!r}" if kl_fns else
+                   "not run: mask_gradient_prune_scores in auto-circuit "
+                   f"{vers['auto-circuit']} accepts answer_function {answer_fns} only "
+                   "(no KL divergence)"),
+        "sign": "score = d(-mean logit diff)/d(mask), mask 0 = clean, 1 = corrupted "
+                "activation, i.e. (clean - corrupted) . dLD/d(input); summed over batches "
+                "(and IG mask values): divide by grad_accumulations for a mean",
+        "eap_ig": "auto-circuit's IG interpolates all edge masks together (0, 1/n, ..., 1; "
+                  "n+1 points incl. both ends, summed, not averaged), i.e. every edge's "
+                  "input moves between clean and corrupted source outputs; it does not "
+                  "interpolate the input embeddings",
+        "ablation": "AblationType.RESAMPLE from the corrupted prompts (clean_corrupt='corrupt')",
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 5 and argv[1] == "--run":
+        return child(argv[2], argv[3], argv[4])
+    if len(argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    inp, out_path = argv[1], argv[2]
+    spec = torch.load(inp, weights_only=True)
+    torch.set_num_threads(int(spec.get("num_threads", 1)))
+    torch.manual_seed(0)
+    isolate = bool(spec.get("isolate", True))
+    repeats = int(spec.get("repeats", 1))
+    vers = versions()
+    our_edges: list[str] = list(spec["edges"])
+
+    setup = Setup(spec, check_logits=True)
+    diff = setup.logit_diff
+    log(f"HF vs HookedTransformer logits: max |diff| = {diff:.3g}")
+    if not diff < 1e-3:
+        raise SystemExit(f"weight conversion check failed: max |logit diff| = {diff}")
+    if setup.n_used < setup.n:
+        log(f"note: {setup.n - setup.n_used} of {setup.n} prompts dropped (drop_last, batch {setup.bs})")
+
+    ac_of, unmapped, missing = edge_map(setup, our_edges)
+    specs, answer_fns, kl_fns = run_specs()
+    runs = run_all(setup, inp, specs, repeats, isolate, ac_of, our_edges)
     result = {
-        "logit_max_abs_diff": diff,
-        "versions": vers,
-        "runs": runs,
-        "unmapped_edges": unmapped,
-        "missing_edges": missing,
-        "n_prompts": setup.n,
-        "n_prompts_used": setup.n_used,
-        "batch_size": setup.bs,
-        "seq_len": setup.seq,
-        "n_autocircuit_edges": len(setup.model.edges),
-        "n_mapped_edges": len(ac_of),
+        "logit_max_abs_diff": diff, "versions": vers, "runs": runs,
+        "unmapped_edges": unmapped, "missing_edges": missing,
+        "n_prompts": setup.n, "n_prompts_used": setup.n_used, "batch_size": setup.bs, "seq_len": setup.seq,
+        "n_autocircuit_edges": len(setup.model.edges), "n_mapped_edges": len(ac_of),
         "measurement": {
             "isolated_processes": isolate,
             "seconds": "first scoring call (wall, perf_counter)"
@@ -426,20 +444,7 @@ def main(argv: list[str]) -> int:
             "peak_mib": "peak RSS (sampled every 5 ms) minus RSS just before the first call",
             "num_threads": torch.get_num_threads(),
         },
-        "notes": {
-            "kl_div": (f"ran as eap_ig_kl with answer_function={kl_fns[0]!r}" if kl_fns else
-                       "not run: mask_gradient_prune_scores in auto-circuit "
-                       f"{vers['auto-circuit']} accepts answer_function {answer_fns} only "
-                       "(no KL divergence)"),
-            "sign": "score = d(-mean logit diff)/d(mask), mask 0 = clean, 1 = corrupted "
-                    "activation, i.e. (clean - corrupted) . dLD/d(input); summed over batches "
-                    "(and IG mask values): divide by grad_accumulations for a mean",
-            "eap_ig": "auto-circuit's IG interpolates all edge masks together (0, 1/n, ..., 1; "
-                      "n+1 points incl. both ends, summed, not averaged), i.e. every edge's "
-                      "input moves between clean and corrupted source outputs; it does not "
-                      "interpolate the input embeddings",
-            "ablation": "AblationType.RESAMPLE from the corrupted prompts (clean_corrupt='corrupt')",
-        },
+        "notes": notes(vers, answer_fns, kl_fns),
     }
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with open(out_path, "w") as f:

@@ -45,7 +45,7 @@ def child(key: str, inp: str, out: str) -> None:
     from circuits.layout import Layout
     from interp.loading import load_model
 
-    spec = torch.load(inp, weights_only=False)
+    spec = torch.load(inp, weights_only=True)
     torch.set_num_threads(spec["num_threads"])
     m = load_model(spec["model_dir"], hooks_for_edges=True)
     layout = Layout(Graph.from_model(m.model))
@@ -92,6 +92,41 @@ def make_input(args, path: Path) -> None:
                 "edges": [e.name for e in Graph.from_model(m.model).edges]}, path)
 
 
+def compare(ours: dict, theirs: dict, edges: list) -> list[dict]:
+    """One row per method: our timings beside auto-circuit's, and how well the two edge rankings agree."""
+    from circuits.comparison import spearman
+
+    rows = []
+    for key, label in (("eap", "EAP"), ("eap_ig", "EAP-IG"), ("eap_ig_kl", "EAP-IG, KL (ours only)")):
+        o = ours[key]
+        row = {"method": label, "ours_s": o["seconds"], "ours_warm_s": o["seconds_warm"], "ours_mib": o["peak_mib"]}
+        t = theirs["runs"].get(key)
+        if t:
+            a = torch.tensor([o["scores"][e] for e in edges])
+            b = torch.tensor([t["scores"][e] for e in edges])
+            b_mean = -b / t["grad_accumulations"]  # auto-circuit: (clean - corrupted) . grad, summed over batches
+            row.update(theirs_s=t["seconds"], theirs_warm_s=t["seconds_warm"], theirs_mib=t["peak_mib"],
+                       speedup_warm=t["seconds_warm"] / o["seconds_warm"], spearman_abs=spearman(a.abs(), b.abs()),
+                       top5_jaccard=top_jaccard(a, b),
+                       max_rel_diff=((a - b_mean).abs().max() / a.abs().max()).item() if key == "eap" else None)
+        rows.append(row)
+    return rows
+
+
+def markdown(args, rows: list[dict]) -> list[str]:
+    f = lambda x, fmt: "–" if x is None else format(x, fmt)
+    lines = [f"{args.model}, {args.task}, {args.n} prompts in batches of {args.batch_size}, {args.threads} thread(s); "
+             f"seconds = fastest of {args.repeats} warm calls (first call in brackets), memory = peak RSS growth",
+             "", "| method | ours s | auto-circuit s | speed-up | ours MiB | auto-circuit MiB | Spearman |score| | top-5% Jaccard | max rel. diff |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {f(r['ours_warm_s'], '.3f')} ({r['ours_s']:.3f}) | "
+                     f"{f(r.get('theirs_warm_s'), '.3f')} ({f(r.get('theirs_s'), '.3f')}) | {f(r.get('speedup_warm'), '.1f')}× | "
+                     f"{r['ours_mib']:.0f} | {f(r.get('theirs_mib'), '.0f')} | {f(r.get('spearman_abs'), '.3f')} | "
+                     f"{f(r.get('top5_jaccard'), '.2f')} | {f(r.get('max_rel_diff'), '.1e')} |")
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--child", nargs=3, metavar=("KEY", "IN", "OUT"), help=argparse.SUPPRESS)
@@ -120,37 +155,12 @@ def main() -> None:
         part = args.out / f"ours-{key}.json"
         subprocess.run([sys.executable, __file__, "--child", key, str(inp), str(part)], check=True)
         ours[key] = json.loads(part.read_text())
-    from circuits.comparison import spearman
-
-    edges = torch.load(inp, weights_only=False)["edges"]
-    rows = []
-    for key, label in (("eap", "EAP"), ("eap_ig", "EAP-IG"), ("eap_ig_kl", "EAP-IG, KL (ours only)")):
-        o = ours[key]
-        row = {"method": label, "ours_s": o["seconds"], "ours_warm_s": o["seconds_warm"], "ours_mib": o["peak_mib"]}
-        t = theirs["runs"].get(key)
-        if t:
-            a = torch.tensor([o["scores"][e] for e in edges])
-            b = torch.tensor([t["scores"][e] for e in edges])
-            b_mean = -b / t["grad_accumulations"]  # auto-circuit: (clean - corrupted) . grad, summed over batches
-            row.update(theirs_s=t["seconds"], theirs_warm_s=t["seconds_warm"], theirs_mib=t["peak_mib"],
-                       speedup_warm=t["seconds_warm"] / o["seconds_warm"], spearman_abs=spearman(a.abs(), b.abs()),
-                       top5_jaccard=top_jaccard(a, b),
-                       max_rel_diff=((a - b_mean).abs().max() / a.abs().max()).item() if key == "eap" else None)
-        rows.append(row)
+    rows = compare(ours, theirs, torch.load(inp, weights_only=True)["edges"])
     result = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
               "autocircuit": {k: theirs[k] for k in ("logit_max_abs_diff", "versions", "n_mapped_edges",
                                                      "missing_edges", "unmapped_edges", "notes")}}
     (args.out / "results.json").write_text(json.dumps(result, indent=1))
-    f = lambda x, fmt: "–" if x is None else format(x, fmt)
-    lines = [f"{args.model}, {args.task}, {args.n} prompts in batches of {args.batch_size}, {args.threads} thread(s); "
-             f"seconds = fastest of {args.repeats} warm calls (first call in brackets), memory = peak RSS growth",
-             "", "| method | ours s | auto-circuit s | speed-up | ours MiB | auto-circuit MiB | Spearman |score| | top-5% Jaccard | max rel. diff |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['method']} | {f(r['ours_warm_s'], '.3f')} ({r['ours_s']:.3f}) | "
-                     f"{f(r.get('theirs_warm_s'), '.3f')} ({f(r.get('theirs_s'), '.3f')}) | {f(r.get('speedup_warm'), '.1f')}× | "
-                     f"{r['ours_mib']:.0f} | {f(r.get('theirs_mib'), '.0f')} | {f(r.get('spearman_abs'), '.3f')} | "
-                     f"{f(r.get('top5_jaccard'), '.2f')} | {f(r.get('max_rel_diff'), '.1e')} |")
+    lines = markdown(args, rows)
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -354,7 +354,7 @@ def report(args, results: dict, metrics: dict, steps: dict, peak: dict) -> tuple
     return "\n".join(lines), util
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="pythia-mini", help="zoo name or local HF directory")
     p.add_argument("--random-d256", action="store_true", help="benchmark a random-init 4-layer d_model-256 GPT-NeoX")
@@ -368,42 +368,51 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="+", choices=["ours", "sae-lens", "sparsify"], default=None)
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
+    args.tokens = math.ceil(args.tokens / BATCH) * BATCH  # whole steps: sae-lens floors, ours rounds up
+    return args
+
+
+def run_tools(args, work: Path):
+    """Train with each tool, evaluate the SAEs, then time the bare steps and the matmul peak."""
+    from interp.loading import load_model
+
+    if args.random_d256:
+        args.model = "random-d256"
+        args.model_path = str(make_random_d256(work / "random-d256"))
+    else:
+        args.model_path = load_model(args.model, bridge=False).path
+    probe = load_model(args.model_path, bridge=False)
+    args.d_in = probe.model.config.hidden_size
+    steps = args.tokens // BATCH
+    # ours reads model batches 0, 1, ... of the corpus; its buffer over-reads by about BUFFER_BATCHES
+    ids = corpus_ids(probe.tokenizer, steps + BUFFER_BATCHES + 4)
+    del probe
+
+    results = {}
+    for tool in args.only or ["ours", "sae-lens", "sparsify"]:
+        print(f"[bench] training with {tool} ...", file=sys.stderr, flush=True)
+        r = {"ours": lambda: bench_ours(args, work),
+             "sae-lens": lambda: bench_sae_lens(args, work, ids),
+             "sparsify": lambda: bench_sparsify(args, work, ids)}[tool]()
+        if "seconds" in r:
+            r["tokens_per_second"] = r["tokens"] / r["seconds"]
+        results[tool] = r
+    print("[bench] evaluating ...", file=sys.stderr, flush=True)
+    saes = {t: r.pop("sae") for t, r in results.items() if "sae" in r}
+    metrics = evaluate(args.model_path, saes, args.eval_tokens) if saes else {}
+    print("[bench] step-only and matmul timings ...", file=sys.stderr, flush=True)
+    step_times = step_only(args, args.step_iters)
+    peak = {"encoder_shape": matmul_gflops(BATCH, args.d_in, args.width), "square": matmul_gflops(2048, 2048, 2048)}
+    return results, metrics, step_times, peak
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    tools = args.only or ["ours", "sae-lens", "sparsify"]
-    args.tokens = math.ceil(args.tokens / BATCH) * BATCH  # whole steps: sae-lens floors, ours rounds up
-
     work = Path(tempfile.mkdtemp(prefix="bench_train_sae."))
     try:
-        from interp.loading import load_model
-
-        if args.random_d256:
-            args.model = "random-d256"
-            args.model_path = str(make_random_d256(work / "random-d256"))
-        else:
-            args.model_path = load_model(args.model, bridge=False).path
-        probe = load_model(args.model_path, bridge=False)
-        args.d_in = probe.model.config.hidden_size
-        steps = args.tokens // BATCH
-        # ours reads model batches 0, 1, ... of the corpus; its buffer over-reads by about BUFFER_BATCHES
-        ids = corpus_ids(probe.tokenizer, steps + BUFFER_BATCHES + 4)
-        del probe
-
-        results = {}
-        for tool in tools:
-            print(f"[bench] training with {tool} ...", file=sys.stderr, flush=True)
-            r = {"ours": lambda: bench_ours(args, work),
-                 "sae-lens": lambda: bench_sae_lens(args, work, ids),
-                 "sparsify": lambda: bench_sparsify(args, work, ids)}[tool]()
-            if "seconds" in r:
-                r["tokens_per_second"] = r["tokens"] / r["seconds"]
-            results[tool] = r
-        print("[bench] evaluating ...", file=sys.stderr, flush=True)
-        saes = {t: r.pop("sae") for t, r in results.items() if "sae" in r}
-        metrics = evaluate(args.model_path, saes, args.eval_tokens) if saes else {}
-        print("[bench] step-only and matmul timings ...", file=sys.stderr, flush=True)
-        step_times = step_only(args, args.step_iters)
-        peak = {"encoder_shape": matmul_gflops(BATCH, args.d_in, args.width), "square": matmul_gflops(2048, 2048, 2048)}
+        results, metrics, step_times, peak = run_tools(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -196,25 +196,14 @@ def fmt(x, spec=".1f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
-def write_report(r: dict, args, path: Path) -> None:
-    rows = ["| task | n | ours (exact match) | transformers generate | disagree |", "|---|---|---|---|---|"]
-    for task, a in r.get("agreement", {}).items():
-        rows.append(f"| {task} | {a['n']} | {100 * a['ours'] / a['n']:.1f} % | {100 * a['generate'] / a['n']:.1f} % "
-                    f"| {len(a['disagree'])} |")
-    circuits = ["| task | metric | edges kept | faithfulness (KL) | logit diff recovered | prob diff recovered | "
-                "accuracy circuit / model | attribution s |", "|---|---|---|---|---|---|---|---|"]
-    for task in ("ioi", "greater_than"):
-        if c := r.get(task):
-            circuits.append(f"| {task} | {c['metric']} | {c['n_edges_kept']} (5 %) | {fmt(c['faithfulness'])} | "
-                            f"{fmt(c['logit_diff_recovered'])} | {fmt(c['prob_diff_recovered'])} | "
-                            f"{100 * c['accuracy']:.1f} / {100 * c['accuracy_full_model']:.1f} % | "
-                            f"{c['attribution_seconds']:.0f} |")
+def other_commands(r: dict) -> list[str]:
+    """Lines for the SAE, CircuitLoRA, unlearning and app steps that ran."""
     other = []
     if sae := r.get("sae"):
         other.append(f"- SAE at `blocks.{sae['layer']}.hook_resid_post` on Shakespeare ({sae['d_sae']} latents, k "
                      f"{sae['k']}), {sae['tokens']:,} training tokens: explained variance "
                      f"{sae['explained_variance']:.3f}, delta CE {sae['delta_ce']:.3f} (CE {sae['ce_clean']:.3f} -> "
-                     f"{sae['ce_spliced']:.3f} over {sae['eval_tokens']:,} held-out tokens), "
+                     f"{sae['ce_spliced']:.3f} over {sae['eval_tokens']:,} tokens of the file's held-out tail), "
                      f"{sae['tokens'] / sae['train_seconds']:.0f} training tokens/s (model forward included), "
                      f"{100 * sae['dead_fraction']:.1f} % of latents silent on the held-out tokens. Explained "
                      "variance is taken over all residual dimensions at once; delta CE says how much of the model's "
@@ -230,6 +219,23 @@ def write_report(r: dict, args, path: Path) -> None:
     if "app" in r:
         other += ["", f"App (`interp app runs/smollm2`, over HTTP): {r['app']['saes']} SAE run and {r['app']['circuits']} "
                       f"circuits listed; a circuit view rendered: {r['app']['circuit_summary']}"]
+    return other
+
+
+def write_report(r: dict, args, path: Path) -> None:
+    rows = ["| task | n | ours (exact match) | transformers generate | disagree |", "|---|---|---|---|---|"]
+    for task, a in r.get("agreement", {}).items():
+        rows.append(f"| {task} | {a['n']} | {100 * a['ours'] / a['n']:.1f} % | {100 * a['generate'] / a['n']:.1f} % "
+                    f"| {len(a['disagree'])} |")
+    circuits = ["| task | metric | edges kept | faithfulness (KL) | logit diff recovered | prob diff recovered | "
+                "accuracy circuit / model | attribution s |", "|---|---|---|---|---|---|---|---|"]
+    for task in ("ioi", "greater_than"):
+        if c := r.get(task):
+            circuits.append(f"| {task} | {c['metric']} | {c['n_edges_kept']} (5 %) | {fmt(c['faithfulness'])} | "
+                            f"{fmt(c['logit_diff_recovered'])} | {fmt(c['prob_diff_recovered'])} | "
+                            f"{100 * c['accuracy']:.1f} / {100 * c['accuracy_full_model']:.1f} % | "
+                            f"{c['attribution_seconds']:.0f} |")
+    other = other_commands(r)
     cmds = ["| step | run with | command | seconds |", "|---|---|---|---|"] + [
         f"| {step} | `{r['settings'].get(step, '')}` | `{c}` | {s:.0f} |" for step in STEPS
         for c, s in r["commands"].get(step, [])]

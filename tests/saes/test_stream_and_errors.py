@@ -120,6 +120,11 @@ def test_file_datasets(tmp_path, tok):
     assert torch.equal(a, b)  # the same texts give the same batches, whatever the file format
     third = list(zip(range(3), token_batches(str(txt), tok, 4, 16, seed=1)))[2][1]
     assert torch.equal(next(token_batches(str(txt), tok, 4, 16, seed=1, start=2)), third)  # resumable
+    # evaluation reads only the file's held-out tail, which training never reads
+    rows = lambda split: {tuple(r) for _, b in zip(range(40), token_batches(str(txt), tok, 4, 16, split=split))
+                          for r in b.tolist()}
+    train, heldout = rows("train"), rows("heldout")
+    assert train and heldout and not train & heldout
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "1 plus 2 is 3."}\n{"txt": "oops"}\n')
     with pytest.raises(InterpError, match="line 2: expected a JSON object with a 'text' field"):

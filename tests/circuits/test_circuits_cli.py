@@ -120,8 +120,8 @@ def test_circuit_lora_end_to_end(tmp_path):
     (["--critical-layers", "layers:4"], "layers must be integers in 0..3"),
     (["--count-by", "middle"], "--count-by must be"),
 ])
-def test_circuit_lora_bad_input(args, msg, tmp_path):
-    r = run("circuit-lora", *args, "--out", str(tmp_path / "x"))
+def test_circuit_lora_bad_input(cli, args, msg, tmp_path):
+    r = cli("circuit-lora", *args, "--out", str(tmp_path / "x"))
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and msg in lines[0], r.stderr
     assert not (tmp_path / "x").exists()

@@ -1,9 +1,6 @@
 """The diffusion activation stream keeps exactly the positions its policy names; bad input fails cleanly."""
 
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -48,14 +45,6 @@ def test_mask_ratio_range():
     assert 0.24 < sum(ratios) / len(ratios) < 0.31  # E[p] = 0.275
 
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
-
-
-def run(*args):
-    return subprocess.run([sys.executable, "-c", "from interp.cli import main; main()", *args],
-                          capture_output=True, text=True, env=ENV, timeout=300)
-
-
 @pytest.mark.parametrize("args,msg", [
     (["--hook", "blocks.9.hook_resid_post"], "unknown hook 'blocks.9.hook_resid_post'; valid hooks: "),
     (["--width", "16", "--k", "32"], "k = 32 is larger than the width 16"),
@@ -66,23 +55,23 @@ def run(*args):
     (["--device", "gpu"], "unknown device 'gpu'"),
     *([(["--device", "cuda"], "sees no CUDA GPU")] if not torch.cuda.is_available() else []),
 ])
-def test_train_sae_bad_input(tmp_path, args, msg):
+def test_train_sae_bad_input(cli, tmp_path, args, msg):
     out = tmp_path / "run"
-    r = run("train-sae", "--out", str(out), "--tokens", "4096", *args)
+    r = cli("train-sae", "--out", str(out), "--tokens", "4096", *args)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]  # one line
     assert msg in r.stderr
     assert not out.exists() and not out.with_name("run.partial").exists()
 
 
-def test_eval_sae_bad_files(tmp_path):
+def test_eval_sae_bad_files(cli, tmp_path):
     from saes import SAETrainConfig, train_sae
 
     run_dir = tmp_path / "ok"
     train_sae(SAETrainConfig(tokens=2048, batch_size=1024, out=str(run_dir), eval_tokens=2048, feature_tokens=1024),
               show_progress=False)
     sae_dir = run_dir / "saes" / "blocks.2.hook_resid_post-k32"
-    r = run("eval-sae", str(sae_dir), "--tokens", "1024")
+    r = cli("eval-sae", str(sae_dir), "--tokens", "1024")
     assert r.returncode == 0, r.stderr
     assert "blocks.2.hook_resid_post-k32" in r.stdout
 
@@ -90,17 +79,17 @@ def test_eval_sae_bad_files(tmp_path):
     shutil.copytree(sae_dir, wrong)
     cfg = (wrong / "cfg.json").read_text().replace("blocks.2.hook_resid_post", "blocks.2.mlp.hook_post")
     (wrong / "cfg.json").write_text(cfg)
-    r = run("eval-sae", str(wrong))
+    r = cli("eval-sae", str(wrong))
     assert r.returncode == 2 and "the SAE's d_in is 128 but hook 'blocks.2.mlp.hook_post' has width 512" in r.stderr
 
     corrupt = tmp_path / "corrupt"
     shutil.copytree(sae_dir, corrupt)
     (corrupt / "sae_weights.safetensors").write_bytes(b"not a safetensors file")
-    r = run("eval-sae", str(corrupt))
+    r = cli("eval-sae", str(corrupt))
     assert r.returncode == 2 and r.stderr.startswith(f"error: cannot load the SAE at {corrupt}")
     assert len(r.stderr.strip().splitlines()) == 1
 
-    r = run("eval-sae", str(tmp_path / "missing"))
+    r = cli("eval-sae", str(tmp_path / "missing"))
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 

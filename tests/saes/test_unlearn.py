@@ -2,8 +2,6 @@
 end-to-end run, bad inputs."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -280,10 +278,6 @@ def test_tiny_end_to_end_run_resumes_after_a_stop(sae_run, tmp_path, monkeypatch
     assert load_model(str(out / "model"), bridge=False).model.config.num_hidden_layers == 4
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "interp.cli", "unlearn", *args], capture_output=True, text=True)
-
-
 @pytest.mark.parametrize("args, message", [
     (["--forget", "mul_div", "--retain", "mul_div,add_sub"], "overlap in mul_div"),
     (["--retain", ""], "must each name at least one task"),
@@ -302,9 +296,9 @@ def _cli(*args):
     (["frontier", "--retain-weights", "ten"], "--retain-weights takes comma-separated numbers"),
     (["frontier", "--retain-weights", "5", "--rmu-weights", "-1"], "every weight must be >= 0"),
 ])
-def test_bad_inputs(sae_run, tmp_path, args, message):
+def test_bad_inputs(cli, sae_run, tmp_path, args, message):
     out = tmp_path / "bad"
-    r = _cli("--model", "pythia-mini", "--sae", str(sae_run), "--out", str(out), *args)
+    r = cli("unlearn", "--model", "pythia-mini", "--sae", str(sae_run), "--out", str(out), *args)
     assert r.returncode != 0 and message in r.stderr.strip().splitlines()[-1], r.stderr[-500:]
     assert not out.exists() and not out.with_name("bad.partial").exists()
 
@@ -359,8 +353,8 @@ def test_relearning_reports_the_best_rate_of_draws_shared_across_rates(setup, mo
     assert by_lr["1e-05"] != by_lr["0.003"]  # the rate matters, so taking the best is not a no-op
 
 
-def test_sae_of_another_model_is_refused(sae_run, tmp_path):
-    r = _cli("--model", "mdlm-mini", "--sae", str(sae_run), "--out", str(tmp_path / "x"))
+def test_sae_of_another_model_is_refused(cli, sae_run, tmp_path):
+    r = cli("unlearn", "--model", "mdlm-mini", "--sae", str(sae_run), "--out", str(tmp_path / "x"))
     assert r.returncode != 0 and "was trained on pythia-mini, not on mdlm-mini" in r.stderr.strip().splitlines()[-1]
 
 

@@ -43,6 +43,7 @@ class CircuitLoRAConfig:
     lr: float | None = opt(None, "learning rate (default 4e-3 LoRA, 5e-4 full)")
     lr_critical: float | None = opt(None, "a learning rate for the critical layers' adapters")
     n_circuit: int = opt(200, "attribution prompts per circuit", min=1)
+    n_circuit_eval: int = opt(200, "test prompts each circuit's faithfulness is measured on", min=1)
     methods: tuple[str, ...] = opt(FINETUNE_METHODS, "fine-tuning methods compared")
     seed: int = opt(0, "seed of every random stream of the run", min=0)
     out: str = opt("runs/circuit-lora", cli=False)  # the command's --out: runs/circuit-lora/<model>-<task>-s<seed>
@@ -91,7 +92,8 @@ def _circuit(path: Path, cfg: CircuitLoRAConfig, checkpoint: Path | None) -> Cir
     if path.exists():
         return Circuit.load(path)
     loaded = load_at(cfg.model, checkpoint, "lora", dtype=cfg.dtype, device_map=cfg.device_map)
-    circuit = discover(DiscoverConfig(model=cfg.model, task=cfg.task, n=cfg.n_circuit, curve=(), seed=cfg.seed),
+    circuit = discover(DiscoverConfig(model=cfg.model, task=cfg.task, n=cfg.n_circuit, n_eval=cfg.n_circuit_eval,
+                                      curve=(), seed=cfg.seed),
                        loaded).circuit
     circuit.save(path)
     return circuit

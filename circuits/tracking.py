@@ -38,7 +38,8 @@ class TrackConfig:
                         choices=("source", "target"))
     # the attribution options shown: the rest are the track's own (model, task, seed) or discover's defaults
     discover: DiscoverConfig = opt(factory=lambda: DiscoverConfig(curve=()), cli={
-        "method": "attribution", "metric": None, "ig_steps": None, "n": None, "top_percent": None, "device": None})
+        "method": "attribution", "metric": None, "ig_steps": None, "n": None, "n_eval": None, "top_percent": None,
+        "device": None})
     out: str | None = opt(None, "run directory (default runs/track/<model>-<task>-<method>)")
 
     def run_dir(self) -> Path:

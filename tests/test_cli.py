@@ -43,8 +43,8 @@ def test_tasks_show_write_check(tmp_path):
     (["zoo", "train", "nope"], "unknown zoo model"),
     (["finetune", "--method", "lora", "--lora-r", "0", "--steps", "1"], "rank must be >= 1"),
 ])
-def test_bad_input_one_line_nonzero(args, msg, tmp_path):
-    r = run(*args, *(["--out", str(tmp_path / "o")] if args[0] == "finetune" else []))
+def test_bad_input_one_line_nonzero(cli, args, msg, tmp_path):
+    r = cli(*args, *(["--out", str(tmp_path / "o")] if args[0] == "finetune" else []))
     assert r.returncode != 0
     lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
     assert len(lines) == 1 and msg in lines[0], r.stderr

@@ -55,17 +55,17 @@ def test_compare_two_circuits(discovered, tmp_path):
     (["track", "--count-by", "middle"], "--count-by must be"),
     (["compare", "one.json"], "at least two circuits"),
 ])
-def test_bad_input_is_one_error_line(args, msg, tmp_path):
+def test_bad_input_is_one_error_line(cli, args, msg, tmp_path):
     extra = [] if args[0] == "compare" else ["--out", str(tmp_path / "x")]
-    r = run("circuits", *args, *extra)
+    r = cli("circuits", *args, *extra)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and msg in lines[0], r.stderr
     assert not (tmp_path / "x").exists()
 
 
-def test_compare_rejects_a_non_circuit(tmp_path):
+def test_compare_rejects_a_non_circuit(cli, tmp_path):
     (tmp_path / "a.json").write_text("{}")
-    r = run("circuits", "compare", str(tmp_path / "a.json"), str(tmp_path / "a.json"))
+    r = cli("circuits", "compare", str(tmp_path / "a.json"), str(tmp_path / "a.json"))
     assert r.returncode == 2 and "not a circuit file" in r.stderr
 
 
@@ -74,7 +74,7 @@ def test_track_full_and_lora(tmp_path):
     """Fine-tune briefly, discover at each checkpoint (LoRA merged), compare, resume without recomputing."""
     for method in ("full", "lora"):
         out = tmp_path / method
-        args = ("circuits", "track", "--method", method, "--steps", "40", "--checkpoint-every", "20", "--n", "20",
+        args = ("circuits", "track", "--method", method, "--steps", "40", "--checkpoint-every", "20", "--n", "20", "--n-eval", "20",
                 "--splits", "2", "--out", str(out))
         r = run(*args)
         assert r.returncode == 0, r.stderr
@@ -98,7 +98,7 @@ def test_circuit_lora_end_to_end(tmp_path):
     from interp.loading import load_model
 
     out = tmp_path / "cl"
-    r = run("circuit-lora", "--probe-steps", "10", "--epochs", "0.2", "--n-circuit", "40", "--out", str(out))
+    r = run("circuit-lora", "--probe-steps", "10", "--epochs", "0.2", "--n-circuit", "40", "--n-circuit-eval", "40", "--out", str(out))
     assert r.returncode == 0, r.stderr
     for method in ("lora", "adalora", "circuit_lora", "full"):
         assert method in r.stdout
@@ -130,7 +130,7 @@ def test_circuit_lora_bad_input(cli, args, msg, tmp_path):
 def test_circuit_lora_compositional(tmp_path):
     """Union of the add_sub and mul_div circuits, cut to the direct circuit's size, drives one allocation."""
     out = tmp_path / "comp"
-    r = run("circuit-lora", "--probe-steps", "5", "--epochs", "0.1", "--n-circuit", "20", "compositional", "--out", str(out))
+    r = run("circuit-lora", "--probe-steps", "5", "--epochs", "0.1", "--n-circuit", "20", "--n-circuit-eval", "20", "compositional", "--out", str(out))
     assert r.returncode == 0, r.stderr
     res = json.loads((out / "compositional.json").read_text())
     assert [row["method"] for row in res["rows"]] == ["lora", "circuit_lora_direct", "circuit_lora_union"]

@@ -70,24 +70,24 @@ def test_compare_rejects_a_non_circuit(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_track_full_and_lora(tmp_path):
+def test_track_full_and_lora(cli, tmp_path):
     """Fine-tune briefly, discover at each checkpoint (LoRA merged), compare, resume without recomputing."""
     for method in ("full", "lora"):
         out = tmp_path / method
         args = ("circuits", "track", "--method", method, "--steps", "40", "--checkpoint-every", "20", "--n", "20", "--n-eval", "20",
                 "--splits", "2", "--out", str(out))
-        r = run(*args)
+        r = cli(*args)
         assert r.returncode == 0, r.stderr
         summary = json.loads((out / "track.json").read_text())
         assert [c["step"] for c in summary["checkpoints"]] == [0, 20, 40]
         assert [c["to"] for c in summary["consecutive"]] == [20, 40]
         assert all(0 <= c["node_jaccard"] <= 1 and 0 <= c["edge_jaccard"] <= 1 for c in summary["vs_base"])
-        assert (out / "circuits/step-40/circuit.json").exists()
+        assert json.loads((out / "circuits/step-40/circuit.json").read_text())["config"]["n_eval"] == 20
         assert summary["checkpoints"][-1]["accuracy"] > summary["checkpoints"][0]["accuracy"]
         before = (out / "circuits/step-20/circuit.json").stat().st_mtime
-        assert run(*args).returncode == 0  # resumes: nothing recomputed
+        assert cli(*args).returncode == 0  # resumes: nothing recomputed
         assert (out / "circuits/step-20/circuit.json").stat().st_mtime == before
-    r = run("circuits", "compare", str(tmp_path / "lora"))
+    r = cli("circuits", "compare", str(tmp_path / "lora"))
     assert r.returncode == 0 and "step-40" in r.stdout
 
 
@@ -110,7 +110,8 @@ def test_circuit_lora_end_to_end(tmp_path):
     for method in ("lora", "adalora", "circuit_lora"):
         ckpt = sorted((out / method / "checkpoints").glob("step-*"))[-1]
         PeftModel.from_pretrained(load_model("pythia-mini", bridge=False).model, ckpt)
-    assert (out / "circuits/before.json").exists() and (out / "circuits/after.json").exists()
+    for when in ("before", "after"):
+        assert json.loads((out / f"circuits/{when}.json").read_text())["config"]["n_eval"] == 40
 
 
 @pytest.mark.parametrize("args,msg", [

@@ -88,48 +88,79 @@ class StreamConfig:
 
 
 class ActivationStream:
-    """Yields shuffled [batch_size, n_hooks, d_in] activation batches; resumable by model-batch index."""
+    """Yields shuffled [batch_size, n_hooks, d_in] activation batches; resumable by model-batch index.
 
-    def __init__(self, bridge, tokenizer, cfg: StreamConfig, start_batch: int = 0):
+    Batch i's tokens and masks are functions of (seed, i) alone, so under torchrun (`comm`) rank r runs the
+    model on batches r, r + world, ... and the ranks exchange what they harvested: every rank rebuilds the
+    single-process buffer, batch for batch (only the hooks it trains, with `owners`: hook h's SAEs live on
+    rank owners[h]). The model's work is divided; the SAE step sees what one process would have seen."""
+
+    def __init__(self, bridge, tokenizer, cfg: StreamConfig, start_batch: int = 0, comm=None,
+                 owners: list[int] | None = None):
         from .datasets import token_batches
+        from .distributed import Comm
         from .loading import check_context
 
         check_masking(cfg.mask_policy, cfg.mask_ratio)
         check_context(bridge, cfg.context_size)
         self.bridge, self.tokenizer, self.cfg = bridge, tokenizer, cfg
+        self.comm, self.owners = comm or Comm(), owners
         self.hooks = check_hooks(bridge, cfg.hooks)
         self.stop = stop_layer(self.hooks)
         self.batches_read = start_batch
-        self.tokens = token_batches(cfg.dataset, tokenizer, cfg.model_batch, cfg.context_size, cfg.seed, start_batch)
-        self.gen = torch_generator(cfg.seed, "activations/masks", start_batch)
+        self.tokens = token_batches(cfg.dataset, tokenizer, cfg.model_batch, cfg.context_size, cfg.seed,
+                                    start_batch + self.comm.rank, step=self.comm.world)
+        self.next_batch = start_batch + self.comm.rank  # the index of this rank's next model batch
+        self.shuffle = torch_generator(cfg.seed, "activations/shuffle", start_batch)
+        self.pending: list[torch.Tensor] = []
 
-    def model_batch(self, ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One forward pass: (activations [n_kept, n_hooks, d_in], input ids, kept-position mask)."""
-        if ids is None:
-            ids = next(self.tokens)
-            self.batches_read += 1
+    def model_batch(self, ids: torch.Tensor | None = None, index: int = 0) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                     torch.Tensor]:
+        """One forward pass of model batch `index` (its masks): (activations [n_kept, n_hooks, d_in], input ids,
+        kept-position mask)."""
         inputs, keep = ids, torch.ones_like(ids, dtype=torch.bool)
         if self.cfg.diffusion:
-            inputs, keep = mask_batch(ids, self.tokenizer.mask_token_id, self.cfg.mask_ratio, self.cfg.mask_policy, self.gen)
+            gen = torch_generator(self.cfg.seed, "activations/masks", index)
+            inputs, keep = mask_batch(ids, self.tokenizer.mask_token_id, self.cfg.mask_ratio, self.cfg.mask_policy, gen)
         device = next(self.bridge.parameters()).device
         with torch.no_grad():
             _, cache = self.bridge.run_with_cache(inputs.to(device), names_filter=self.hooks, stop_at_layer=self.stop)
         acts = torch.stack([cache[h].flatten(2) for h in self.hooks], dim=2)  # [B, T, n_hooks, d]
         return acts[keep.to(device)], inputs, keep
 
+    def next_acts(self) -> torch.Tensor:
+        """The next model batch's activations (of this rank's hooks), in single-process order."""
+        if not self.pending:  # one round: every rank runs one batch, all receive all
+            acts = self.model_batch(next(self.tokens), self.next_batch)[0]
+            self.next_batch += self.comm.world
+            self.pending = self.comm.exchange(acts, self.owners)
+        self.batches_read += 1
+        return self.pending.pop(0)
+
     def __iter__(self) -> Iterator[torch.Tensor]:
-        bs, cap = self.cfg.batch_size, self.cfg.batch_size * self.cfg.buffer_batches
-        buffer = None
-        while True:
-            parts = [] if buffer is None else [buffer]
-            n = sum(len(p) for p in parts)
-            while n < cap:
-                acts = self.model_batch()[0]
-                parts.append(acts)
-                n += len(acts)
-            buffer = torch.cat(parts)
-            buffer = buffer[torch.randperm(len(buffer), generator=self.gen)]
-            # hand out half the buffer, keep the other half to mix with fresh activations
-            while len(buffer) > cap // 2 and len(buffer) >= bs:
-                yield buffer[:bs]
-                buffer = buffer[bs:]
+        return shuffled_batches(iter(self.next_acts, None), self.cfg.batch_size,
+                                self.cfg.batch_size * self.cfg.buffer_batches, self.shuffle)
+
+
+def shuffled_batches(chunks: Iterator[torch.Tensor], batch_size: int, capacity: int,
+                     generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Batches of `batch_size` rows drawn through a shuffle buffer of `capacity` rows from `chunks` (model
+    batches, cache shards); when the chunks run out, the rest of the buffer in whole batches."""
+    buffer, exhausted = None, False
+    while not exhausted:
+        parts = [] if buffer is None else [buffer]
+        n = sum(len(p) for p in parts)
+        while n < capacity:
+            chunk = next(chunks, None)
+            if chunk is None:
+                exhausted = True
+                break
+            parts.append(chunk)
+            n += len(chunk)
+        buffer = torch.cat(parts)
+        buffer = buffer[torch.randperm(len(buffer), generator=generator, device="cpu").to(buffer.device)]
+        # hand out half the buffer, keep the other half to mix with fresh activations
+        keep = 0 if exhausted else capacity // 2
+        while len(buffer) > keep and len(buffer) >= batch_size:
+            yield buffer[:batch_size]
+            buffer = buffer[batch_size:]

@@ -24,8 +24,10 @@ HELDOUT_SHARE = 0.05
 
 
 def token_batches(dataset: str, tokenizer, batch_size: int, context_size: int, seed: int = 0,
-                  start: int = 0, purpose: str = "activations", split: str = "train") -> Iterator[torch.Tensor]:
-    """Endless batches of `batch_size` sequences of `context_size` tokens, from batch index `start` on; the
+                  start: int = 0, purpose: str = "activations", split: str = "train",
+                  step: int = 1) -> Iterator[torch.Tensor]:
+    """Endless batches of `batch_size` sequences of `context_size` tokens, batch indices `start`, `start + step`,
+    ... (a rank's share under torchrun); the
     generated corpus's text and a file's order come from the stream named `purpose` (interp/seeds.py).
     `split` picks a file's training or held-out contexts; the generated corpus has no end to hold out, its
     purposes draw different text."""
@@ -40,13 +42,13 @@ def token_batches(dataset: str, tokenizer, batch_size: int, context_size: int, s
             i = start
             while True:
                 yield packed_corpus_batch(tokenizer, batch_size, context_size, f"{purpose}/{seed}/{i}")
-                i += 1
+                i += step
 
         return corpus()
     if is_local_file(dataset):
         return _file_batches(Path(dataset).expanduser(), tokenizer, batch_size, context_size,
-                             torch_generator(seed, f"{purpose}/file-order"), start, split)
-    return _hub_batches(dataset, tokenizer, batch_size, context_size, start, split)
+                             torch_generator(seed, f"{purpose}/file-order"), start, split, step)
+    return _hub_batches(dataset, tokenizer, batch_size, context_size, start, split, step)
 
 
 SNIFF_BYTES = 1 << 20
@@ -118,7 +120,7 @@ def _pack(texts: list[str], tokenizer, context_size: int) -> torch.Tensor:
     return torch.cat([torch.full((n, 1), tokenizer.bos_token_id), body], dim=1)
 
 
-def _file_batches(path, tokenizer, batch_size, context_size, generator, start, split):
+def _file_batches(path, tokenizer, batch_size, context_size, generator, start, split, step):
     chunks = _pack(read_texts(path), tokenizer, context_size)
     if len(chunks) < 2:
         raise InterpError(f"{path} holds fewer than {2 * (context_size - 1)} tokens: too short for one context "
@@ -132,12 +134,12 @@ def _file_batches(path, tokenizer, batch_size, context_size, generator, start, s
         i = start
         while True:  # epochs over the file, in one seeded order
             yield chunks[order[(torch.arange(batch_size) + i * batch_size) % len(chunks)]]
-            i += 1
+            i += step
 
     return batches()
 
 
-def _hub_batches(name, tokenizer, batch_size, context_size, start, split):
+def _hub_batches(name, tokenizer, batch_size, context_size, start, split, step):
     from .loading import hub_reachable
 
     if not hub_reachable():
@@ -160,7 +162,7 @@ def _hub_batches(name, tokenizer, batch_size, context_size, start, split):
                 chunks = _pack(texts, tokenizer, context_size)
                 texts = []
                 for b in range(0, len(chunks) - batch_size + 1, batch_size):
-                    if i >= start:
+                    if i >= start and (i - start) % step == 0:
                         yield chunks[b:b + batch_size]
                     i += 1
 

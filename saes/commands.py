@@ -11,6 +11,7 @@ from rich.table import Table
 from interp.console import console
 from interp.options import command
 
+from .activation_cache import CacheConfig
 from .config import SAETrainConfig
 
 
@@ -49,9 +50,26 @@ def train_sae_cmd(
     from .train import train_sae
 
     result = train_sae(cfg, resume=resume, overwrite=overwrite)
+    if result is None:  # a torchrun rank other than 0
+        return
     print_metrics(result.metrics, f"{cfg.model}: {result.run_dir}")
     console.print(f"{cfg.steps() * cfg.batch_size:,} activations per SAE in {result.seconds:.0f} s "
-                  f"({result.tokens_per_second:,.0f} tokens/s, model forward included); metrics: {result.run_dir / 'metrics.json'}")
+                  f"({result.tokens_per_second:,.0f} tokens/s, {'from the cache' if cfg.activations else 'model forward included'}); metrics: {result.run_dir / 'metrics.json'}")
+
+
+@command(CacheConfig)
+def cache_activations_cmd(
+    cfg: CacheConfig,
+    resume: bool = typer.Option(False, help="continue an interrupted cache at its next shard"),
+    overwrite: bool = typer.Option(False, help="replace a finished cache at --out (only a cache interp made)"),
+) -> None:
+    """Store a model's activations at some hooks once (sharded safetensors) for train-sae --activations."""
+    from .activation_cache import cache_activations, read_cache
+
+    out = cache_activations(cfg, resume=resume, overwrite=overwrite)
+    cache = read_cache(out)
+    console.print(f"{cache['rows']:,} activations of {', '.join(cache['hooks'])} in {len(cache['shards'])} shards: "
+                  f"{out}")
 
 
 def eval_sae_cmd(run: Path = typer.Argument(..., help="a train-sae run directory or one SAE directory"),
@@ -73,7 +91,6 @@ def compare_cmd(models: list[str] = typer.Option(["pythia-mini", "mdlm-mini"], "
                 resume: bool = typer.Option(False, help="continue interrupted runs")) -> None:
     """SAEs after every block of an AR and a diffusion model: one table of delta CE per layer."""
     from .compare import compare_layers, markdown_table
-    from .config import SAETrainConfig
 
     base = SAETrainConfig(tokens=tokens, k=[k], expansion=expansion, mask_policy=mask_policy).validate()
     table = compare_layers(tuple(models), base, out, resume)
@@ -82,6 +99,7 @@ def compare_cmd(models: list[str] = typer.Option(["pythia-mini", "mdlm-mini"], "
 
 
 def register(app: typer.Typer) -> None:
+    app.command("cache-activations")(cache_activations_cmd)
     app.command("train-sae")(train_sae_cmd)
     app.command("eval-sae")(eval_sae_cmd)
     app.command("compare-sae-layers")(compare_cmd)

@@ -19,35 +19,55 @@ EVAL_TOKENS_MIN, EVAL_TOKENS_MAX = 4_096, 65_536  # ... within these bounds (4,0
 
 
 @dataclass
-class SAETrainConfig:
+class HarvestConfig:
+    """Where activations come from: what `train-sae` streams and `cache-activations` stores."""
+
     model: str = opt("pythia-mini", "zoo name, local HF directory, .gguf file or hub id")
     dataset: str = opt("corpus", "'corpus' (generated), a local .txt/.jsonl file, or an HF dataset name")
     context_size: int = opt(64, "tokens per sequence", min=1)
     hooks: list[str] = opt(factory=list, flag="hook",
-                           help="TransformerLens hook name(s); default: residual stream after the middle block")
+                           help="TransformerLens hook name(s); default: residual stream after the middle block "
+                                "(with --activations: every hook of the cache)")
+    seed: int = opt(0, "seed of every random stream of the run", min=0)
+    device: str = opt("cpu", "where the work runs (and the model, without --device-map); under torchrun 'cuda' "
+                             "is each rank's own GPU")
+    dtype: str = dtype_field()  # SAEs train in float32 whatever the model's precision
+    device_map: str | None = device_map_field()
+    trust_remote_code: bool = trust_remote_code_field()
+    model_batch: int = opt(64, "sequences per forward pass of the model", min=1)
+    mask_policy: str = opt("mask", "diffusion models: positions kept: mask, unmask, all or clean")
+    mask_ratio: tuple[float, float] = opt((0.05, 0.5), "diffusion models: mask ratio range MIN MAX")
+
+    def validate_harvest(self) -> None:
+        check_fields(self)
+        check_masking(self.mask_policy, self.mask_ratio)
+        check_dataset(self.dataset)  # a missing, empty or binary file fails before the model loads
+        torch_dtype(self.dtype)
+        check_device_map(self.device_map)
+
+
+@dataclass
+class SAETrainConfig(HarvestConfig):
+    activations: str | None = opt(None, "train from this activation cache (interp cache-activations) without "
+                                        "running the model; model, hooks, dataset and masking come from it")
+    epochs: int = opt(1, "with --activations: passes over the cache allowed to reach --tokens", min=1)
     k: list[int] = opt(factory=lambda: [32], min=1,
                        help="active latents; several values (--k 16 --k 32 or --k 16,32) train a sweep")
     architecture: str = opt("topk", "the SAE architecture: topk or batchtopk (saes/architectures/)")
     width: int | None = opt(None, "number of latents (overrides --expansion)", min=1)
     expansion: int = opt(16, "latents per input dimension when --width is not given", min=1)
     tokens: int = opt(2_000_000, "training activations per SAE", min=1)
-    batch_size: int = opt(4096, "activations per optimiser step", min=1)
+    batch_size: int = opt(4096, "activations per optimiser step (all ranks together under torchrun)", min=1)
     lr: float = opt(1e-3, "Adam learning rate")
     warmup_fraction: float = opt(0.05, "linear warm-up over this share of the steps")
     decay_start: float = opt(0.8, "linear decay to 0 from this share of the steps on (DLM-Scope)")
     aux_coefficient: float = opt(1 / 32, "AuxK loss weight (DLM-Scope)")
     dead_tokens: int = opt(500_000, "a latent is dead after this many activations without firing", min=1)
-    seed: int = opt(0, "seed of every random stream of the run", min=0)
-    device: str = opt("cpu", "where the SAEs train (and the model, without --device-map)")
-    dtype: str = dtype_field()  # SAEs train in float32 whatever the model's precision
-    device_map: str | None = device_map_field()
-    trust_remote_code: bool = trust_remote_code_field()
+    distribute_hooks: bool = opt(False, "under torchrun: train each hook's SAEs on one rank (hook-parallel) "
+                                        "instead of splitting every batch over the ranks (data-parallel)")
     out: str | None = opt(None, "run directory (default runs/sae/<model>)")
     checkpoint_every: int = opt(100, "optimiser steps between checkpoints", min=1)
-    model_batch: int = opt(64, "sequences per forward pass of the model", min=1)
-    buffer_batches: int = opt(16, "model batches shuffled together", min=1)
-    mask_policy: str = opt("mask", "diffusion models: positions kept: mask, unmask, all or clean")
-    mask_ratio: tuple[float, float] = opt((0.05, 0.5), "diffusion models: mask ratio range MIN MAX")
+    buffer_batches: int = opt(16, "batches of activations shuffled together", min=1)
     eval_tokens: int | None = opt(None, "held-out tokens for the evaluation and feature statistics (default: 1/16 "
                                         "of --tokens, at least 4,096 and at most 65,536)", min=1)
     feature_tokens: int | None = opt(None, "tokens scanned for feature statistics (default: the evaluation's)",
@@ -74,7 +94,7 @@ class SAETrainConfig:
 
     def validate(self) -> "SAETrainConfig":
         """Checks that need no model; `train_sae` checks hooks and k against the model."""
-        check_fields(self)
+        self.validate_harvest()
         if not self.k:
             raise InterpError("--k needs at least one value")
         if self.width is not None and max(self.k) > self.width:
@@ -85,10 +105,6 @@ class SAETrainConfig:
         for name in ("warmup_fraction", "decay_start"):
             if not 0 <= getattr(self, name) <= 1:  # also false for nan
                 raise InterpError(f"{name.replace('_', '-')} must be between 0 and 1 (got {getattr(self, name)})")
-        check_masking(self.mask_policy, self.mask_ratio)
-        check_dataset(self.dataset)  # a missing, empty or binary file fails before the model loads
-        torch_dtype(self.dtype)
-        check_device_map(self.device_map)
         return self
 
     def steps(self) -> int:

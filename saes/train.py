@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from tqdm.auto import tqdm
 from interp.errors import InterpError
 from interp.rundir import config_changes
 
-from .config import SAETrainConfig, default_hook
+from .config import SAETrainConfig
+from .sources import apply_cache, open_source
 
 LOG_EVERY = 10
 
@@ -50,88 +52,103 @@ def _check_same_config(work: Path, cfg: SAETrainConfig) -> None:
 
 
 def train_sae(cfg: SAETrainConfig, resume: bool = False, show_progress: bool = True,
-              overwrite: bool = False) -> SAETrainResult:
-    """Train one SAE of `cfg.architecture` per (hook, k) from one activation stream (outputs: module docstring).
-    `resume` continues a stopped run of `cfg.out`; `overwrite` replaces a finished one (interp/rundir.py)."""
-    from interp.activations import ActivationStream, StreamConfig
+              overwrite: bool = False) -> SAETrainResult | None:
+    """Train one SAE of `cfg.architecture` per (hook, k) from one activation stream, or from the cache
+    `cfg.activations` (outputs: module docstring). `resume` continues a stopped run of `cfg.out`; `overwrite`
+    replaces a finished one (interp/rundir.py). Under torchrun every rank calls this; rank 0 writes and
+    evaluates and gets the result, the others get None."""
+    from interp.distributed import Comm
     from interp.interrupt import deferred_interrupt
-    from interp.loading import load_model
     from interp.rundir import RunDir
 
     from .trainer import load_checkpoint, make_states
 
     cfg.validate()
+    comm = Comm.from_env(cfg.device)
+    cache = apply_cache(cfg) if cfg.activations else None  # it names the model, which names the run directory
     run_dir = RunDir(cfg.run_dir(), "sae")
-    resume = run_dir.check(resume, overwrite) == "resume"  # before the model loads: refusals cost nothing
-    loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, device_map=cfg.device_map,
-                        trust_remote_code=cfg.trust_remote_code)
-    if not cfg.hooks:
-        cfg.hooks = [default_hook(len(loaded.bridge.blocks))]
-    scfg = StreamConfig(hooks=cfg.hooks, dataset=cfg.dataset, context_size=cfg.context_size,
-                        model_batch=cfg.model_batch, batch_size=cfg.batch_size, buffer_batches=cfg.buffer_batches,
-                        seed=cfg.seed, diffusion=loaded.is_diffusion, mask_policy=cfg.mask_policy,
-                        mask_ratio=cfg.mask_ratio)
-    probe = ActivationStream(loaded.bridge, loaded.tokenizer, scfg)  # checks hooks and dataset before writing
-    cfg.hooks = scfg.hooks = probe.hooks  # duplicates dropped
-    d_in = probe.model_batch(next(probe.tokens)[:1])[0].shape[-1]
-    if max(cfg.k) > cfg.d_sae(d_in):
-        raise InterpError(f"k = {max(cfg.k)} is larger than the width {cfg.d_sae(d_in)}; k must be at most the width")
-
-    with run_dir.writing(resume, overwrite) as work:
-        if resume:
-            _check_same_config(work, cfg)
-        (work / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        states = make_states(cfg, cfg.hooks, d_in, cfg.model)
+    if comm.main:
+        resume = run_dir.check(resume, overwrite) == "resume"  # before the model loads: refusals cost nothing
+    resume = comm.broadcast(resume)
+    source = open_source(cfg, comm, cache)
+    with (run_dir.writing(resume, overwrite) if comm.main else nullcontext(run_dir.work)) as work:
+        if comm.main:
+            if resume:
+                _check_same_config(work, cfg)
+            (work / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        comm.barrier()  # the other ranks wait for the work directory
+        states = make_states(cfg, cfg.hooks, source.d_in, cfg.model, only=source.mine)
         progress = load_checkpoint(work, states) if resume else None
         progress = progress or {"step": 0, "batches_read": 0, "scales": None, "curves": [], "seconds": 0.0}
         with deferred_interrupt() as interrupted:
-            train_seconds = _train(cfg, loaded, scfg, states, progress, work, d_in, show_progress, interrupted)
-        metrics, saes = _finish(cfg, loaded, states, progress, work, train_seconds)
+            train_seconds = _train(cfg, source, states, progress, work, show_progress and comm.main, interrupted)
+        if not comm.main:
+            return None
+        if source.mine is not None:  # hook-parallel: the other ranks' SAEs from the final checkpoint
+            states = make_states(cfg, cfg.hooks, source.d_in, cfg.model)
+            load_checkpoint(work, states)
+        metrics, saes = _finish(cfg, source.model(), states, progress, work, train_seconds)
     tps = cfg.steps() * cfg.batch_size / train_seconds
     return SAETrainResult(run_dir.out, {n: sae for n, (_, sae) in saes.items()}, metrics, train_seconds, tps)
 
 
-def _train(cfg, loaded, scfg, states, progress: dict, work: Path, d_in: int, show_progress: bool,
-           interrupted) -> float:
+def _train(cfg, source, states, progress: dict, work: Path, show_progress: bool, interrupted) -> float:
     """The optimiser loop from `progress` to the last step; checkpoints every `checkpoint_every` steps and on
     Ctrl-C (then raises KeyboardInterrupt). Returns the training seconds."""
-    from interp.activations import ActivationStream
-
     from .trainer import save_checkpoint, train_step
 
-    stream = ActivationStream(loaded.bridge, loaded.tokenizer, scfg, start_batch=progress["batches_read"])
+    comm = source.comm
     steps = cfg.steps()
     start = time.time() - progress["seconds"]
-    bar = tqdm(total=steps, initial=progress["step"], desc=f"train-sae {loaded.name}", disable=not show_progress,
-               unit="step")
-    batches = iter(stream)
+    bar = tqdm(total=steps, initial=progress["step"], desc=f"train-sae {Path(cfg.model).name}",
+               disable=not show_progress, unit="step")
+    batches = source.batches(progress["batches_read"])
+    step_comm = comm if source.mine is None else None  # data-parallel: gradients and counts are summed
     while progress["step"] < steps:
         batch = next(batches)
-        if progress["scales"] is None:  # sae-lens's expected_average_only_in: mean norm sqrt(d_in)
-            progress["scales"] = (d_in ** 0.5 / batch.norm(dim=-1).mean(0)).tolist()
-            for s in states:  # start the decoder bias at the data mean (as sparsify does), not at zero
-                s.sae.b_dec.data.copy_(batch[:, s.hook_index].mean(0) * progress["scales"][s.hook_index])
-        scales = torch.tensor(progress["scales"], device=batch.device)
-        log = {s.name: train_step(s, batch[:, s.hook_index] * scales[s.hook_index], cfg.dead_tokens) for s in states}
+        if progress["scales"] is None:
+            _init_scales(source, states, batch, progress)
+        rows = source.rows(batch)
+        scales = progress["scales"]
+        log = {s.name: train_step(s, rows[:, source.column(s)] * scales[s.hook_index], cfg.dead_tokens, step_comm)
+               for s in states}
         progress["step"] += 1
-        progress["batches_read"] = stream.batches_read
+        progress["batches_read"] = source.reader.batches_read
         if progress["step"] % LOG_EVERY == 0 or progress["step"] == steps:
-            progress["curves"].append({"step": progress["step"], "tokens": progress["step"] * cfg.batch_size, **log})
-        first = log[states[0].name]
-        bar.set_postfix(ev=f"{first['explained_variance']:.3f}", l0=f"{first['l0']:.0f}",
-                        dead=f"{first['dead_fraction']:.3f}")
+            progress["curves"].append({"step": progress["step"], "tokens": progress["step"] * cfg.batch_size,
+                                       **source.gather_logs(log)})
+        if states:
+            first = log[states[0].name]
+            bar.set_postfix(ev=f"{first['explained_variance']:.3f}", l0=f"{first['l0']:.0f}",
+                            dead=f"{first['dead_fraction']:.3f}")
         bar.update()
-        stop = interrupted()
+        stop = comm.any(interrupted())
         if stop or (progress["step"] % cfg.checkpoint_every == 0 and progress["step"] < steps):
             progress["seconds"] = time.time() - start
-            save_checkpoint(work, states, progress)
+            save_checkpoint(work, states, progress, comm, source.writes)
         if stop:
             bar.close()
             raise KeyboardInterrupt
     bar.close()
     progress["seconds"] = time.time() - start
-    save_checkpoint(work, states, progress)  # evaluation below can be redone from here
+    save_checkpoint(work, states, progress, comm, source.writes)  # evaluation below can be redone from here
     return progress["seconds"]
+
+
+def _init_scales(source, states, batch, progress: dict) -> None:
+    """sae-lens's expected_average_only_in: each hook scaled to mean norm sqrt(d_in), from the first global
+    batch; the decoder bias starts at the data mean (as sparsify does), not at zero. Hook-parallel ranks each
+    see their own hooks' columns, so the scales are summed over ranks."""
+    d_in = source.d_in
+    scales = torch.zeros(len(source.hooks))
+    for h in range(len(source.hooks)):
+        if source.mine is None or h in source.mine:
+            scales[h] = d_in ** 0.5 / batch[:, source.column_of(h)].norm(dim=-1).mean(0).item()
+    if source.mine is not None:
+        source.comm.sum_(scales)
+    progress["scales"] = scales.tolist()
+    for s in states:
+        s.sae.b_dec.data.copy_(batch[:, source.column(s)].mean(0) * progress["scales"][s.hook_index])
 
 
 def _finish(cfg, loaded, states, progress: dict, work: Path, train_seconds: float) -> tuple[dict, dict]:

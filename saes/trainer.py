@@ -45,11 +45,15 @@ class SAEState:
         self.since_fired, self.fired = d["since_fired"], d["fired"]
 
 
-def make_states(cfg: SAETrainConfig, hooks: list[str], d_in: int, model_name: str) -> list[SAEState]:
+def make_states(cfg: SAETrainConfig, hooks: list[str], d_in: int, model_name: str,
+                only: set[int] | None = None) -> list[SAEState]:
+    """One state per (hook, k); `only` keeps the hooks of this rank (hook-parallel)."""
     states = []
     steps = cfg.steps()
     arch = get_architecture(cfg.architecture)
     for h, hook in enumerate(hooks):
+        if only is not None and h not in only:
+            continue
         for k in cfg.k:
             torch.manual_seed(cfg.seed)
             meta = SAEMetadata(model_name=model_name, hook_name=hook, hook_head_index=None,
@@ -66,21 +70,27 @@ def make_states(cfg: SAETrainConfig, hooks: list[str], d_in: int, model_name: st
     return states
 
 
-def train_step(state: SAEState, x: torch.Tensor, dead_tokens: int) -> dict[str, float]:
-    """One optimiser step on scaled activations `x`; returns the step's metrics."""
+def train_step(state: SAEState, x: torch.Tensor, dead_tokens: int, comm=None) -> dict[str, float]:
+    """One optimiser step on scaled activations `x`; returns the step's metrics. With `comm` (data-parallel),
+    `x` is this rank's share of the batch: gradients are averaged and firings counted over all ranks."""
     sae = state.sae
     dead = state.since_fired >= dead_tokens
     out = state.architecture.step(sae, x, dead)
     out["loss"].backward()
+    if comm is not None:
+        comm.average_grads(sae.parameters())
     torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
     state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
     state.scheduler.step()
     with torch.no_grad():
         hit, l0 = fired(out)
-        state.since_fired += len(x)
-        state.since_fired[hit] = 0
-        state.fired.index_add_(0, hit, torch.ones_like(hit))
+        counts = torch.bincount(hit, minlength=len(state.fired))
+        if comm is not None:
+            comm.sum_(counts)
+        state.since_fired += len(x) * (comm.world if comm is not None else 1)
+        state.since_fired[counts > 0] = 0
+        state.fired += counts
         var = (x - x.mean(0)).pow(2).sum(-1).mean()
         mse = out["mse_loss"].item()
     return {"mse": mse, "aux": out["auxiliary_reconstruction_loss"].item(), "explained_variance": 1 - mse / var.item(),
@@ -88,18 +98,27 @@ def train_step(state: SAEState, x: torch.Tensor, dead_tokens: int) -> dict[str, 
             "lr": state.optimizer.param_groups[0]["lr"]}
 
 
-def save_checkpoint(work: Path, states: list[SAEState], progress: dict) -> None:
-    """Write the checkpoint next to the old one, then swap: a kill never leaves a half-written checkpoint."""
+def save_checkpoint(work: Path, states: list[SAEState], progress: dict, comm=None, writes: bool = True) -> None:
+    """Write the checkpoint next to the old one, then swap: a kill never leaves a half-written checkpoint.
+    Under torchrun, ranks with `writes` add their SAEs and rank 0 swaps (barriers keep the order)."""
+    from interp.distributed import Comm
+
+    comm = comm or Comm()
     tmp, final, old = work / "checkpoint.tmp", work / "checkpoint", work / "checkpoint.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for s in states:
+    if comm.main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    comm.barrier()
+    for s in states if writes else []:
         s.sae.save_model(tmp / s.name)
         torch.save(s.state_dict(), tmp / s.name / "trainer_state.pt")
-    (tmp / "progress.json").write_text(json.dumps(progress))
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    comm.barrier()
+    if comm.main:
+        (tmp / "progress.json").write_text(json.dumps(progress))
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    comm.barrier()
 
 
 def load_checkpoint(work: Path, states: list[SAEState]) -> dict | None:

@@ -1,4 +1,6 @@
-"""Ctrl-C during long work: finish the step, write a checkpoint, then stop (exit 130 from the CLI)."""
+"""Ctrl-C during long work: finish the step, write a checkpoint, then stop (exit 130 from the CLI). SIGTERM
+counts the same: it is what torchrun sends its workers on Ctrl-C and what cluster schedulers send before they
+stop a job."""
 
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ def deferred_interrupt():
     hit = []
 
     def handler(signum, frame):
-        if hit:
+        if signum in hit:  # the same signal twice; Ctrl-C followed by torchrun's SIGTERM still checkpoints
             raise KeyboardInterrupt
         hit.append(signum)
 
-    old = signal.signal(signal.SIGINT, handler)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield lambda: bool(hit)
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, previous in old.items():
+            signal.signal(sig, previous)

@@ -63,7 +63,8 @@ def _print_discovery(cfg: DiscoverConfig, result, splits: int) -> None:
     c, ev = result.circuit, result.evaluation
     console.print(f"{cfg.model} · {cfg.task} · {cfg.method} ({cfg.metric}): {len(c.edge_names)} of {len(c.graph.edges)} edges "
                   f"({100 * c.share_kept:.1f}%), {len(c.node_names)} of {len(c.graph.nodes)} nodes; "
-                  f"attribution {result.seconds:.1f} s")
+                  f"attribution {result.seconds:.1f} s; peak memory {c.info['peak_rss_mb']:,.0f} MB"
+                  + (f" (GPU {c.info['peak_cuda_mb']:,.0f} MB)" if c.info.get("peak_cuda_mb") is not None else ""))
     console.print(f"faithfulness {ev['faithfulness']:.1f} · logit diff recovered {_pct(ev['logit_diff_recovered'])} · "
                   f"prob diff recovered {_pct(ev['prob_diff_recovered'])} · "
                   f"accuracy circuit {100 * ev['accuracy']:.1f}% vs full model {100 * ev['accuracy_full_model']:.1f}%")

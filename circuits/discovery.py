@@ -83,6 +83,7 @@ class DiscoverResult:
 def discover(cfg: DiscoverConfig, loaded=None, show_progress: bool = False) -> DiscoverResult:
     """Discover and evaluate a circuit; `loaded` (from `load_model(..., hooks_for_edges=True)`) skips loading."""
     from interp.loading import load_model
+    from interp.memory import peak_memory
 
     cfg.validate()
     loaded = loaded or load_model(cfg.model, hooks_for_edges=True, device=cfg.device, dtype=cfg.dtype,
@@ -105,7 +106,7 @@ def discover(cfg: DiscoverConfig, loaded=None, show_progress: bool = False) -> D
                              show_progress)
     evaluation, curve = results[0], [{"percent": p, **r} for p, r in zip(cfg.curve, results[1:])]
     circuit.info.update(faithfulness=evaluation["faithfulness"], evaluation=evaluation, faithfulness_curve=curve,
-                        config=asdict(cfg))
+                        config=asdict(cfg), **peak_memory())
     return DiscoverResult(circuit, evaluation, curve, seconds)
 
 

@@ -105,7 +105,7 @@ def _train(cfg, source, states, progress: dict, work: Path, show_progress: bool,
     batches = source.batches(progress["batches_read"])
     step_comm = comm if source.mine is None else None  # data-parallel: gradients and counts are summed
     while progress["step"] < steps:
-        batch = next(batches)
+        batch = next(batches).float()  # the model may run in bfloat16; the SAEs train in float32
         if progress["scales"] is None:
             _init_scales(source, states, batch, progress)
         rows = source.rows(batch)
@@ -156,7 +156,9 @@ def _finish(cfg, loaded, states, progress: dict, work: Path, train_seconds: floa
     from .evaluate import evaluate_saes
     from .feature_store import write_features
     from .features import feature_stats
+    from interp.memory import peak_memory
 
+    memory = peak_memory()  # of training (this rank's), before the evaluation adds its own
     saes = {}
     for s in states:
         path = work / "saes" / s.name
@@ -167,7 +169,7 @@ def _finish(cfg, loaded, states, progress: dict, work: Path, train_seconds: floa
                             cfg.mask_ratio, cfg.mask_policy)
     for s in states:
         hook, sae = saes[s.name]
-        metrics[s.name].update(tokens=cfg.steps() * cfg.batch_size, train_seconds=round(train_seconds, 1),
+        metrics[s.name].update(tokens=cfg.steps() * cfg.batch_size, train_seconds=round(train_seconds, 1), **memory,
                                dead_fraction_training=float((s.since_fired >= cfg.dead_tokens).float().mean()))
         stats = feature_stats(loaded, hook, sae, cfg.dataset, cfg.context_size, cfg.feature_budget(), cfg.seed,
                               cfg.model_batch)

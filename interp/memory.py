@@ -1,0 +1,15 @@
+"""Peak memory of this process, for run reports (what a run on a bigger model will need)."""
+
+from __future__ import annotations
+
+import resource
+
+import torch
+
+
+def peak_memory() -> dict[str, float | None]:
+    """`peak_rss_mb`: the process's peak resident memory (Linux reports it in KiB); `peak_cuda_mb`: the peak
+    of tensors allocated on the current GPU, None without one. Both cover the whole process so far."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {"peak_rss_mb": round(rss, 1), "peak_cuda_mb": None if cuda is None else round(cuda, 1)}

@@ -11,6 +11,7 @@ Exports are imported lazily, so registering the CLI commands stays light.
 from interp.lazy import lazy_getattr
 
 __getattr__ = lazy_getattr(__name__, {
-    "SAETrainConfig": "config", "train_sae": "train", "SAETrainResult": "train", "load_sae": "train",
+    "SAETrainConfig": "config", "CacheConfig": "activation_cache",
+    "cache_activations": "activation_cache", "train_sae": "train", "SAETrainResult": "train", "load_sae": "train",
     "evaluate_run": "run_eval", "spliced": "evaluate", "feature_stats": "features", "FeatureStore": "feature_store",
     "unlearn": "unlearning", "UnlearnConfig": "unlearning"})

@@ -52,7 +52,7 @@ class CacheConfig(HarvestConfig):
 def cache_activations(cfg: CacheConfig, resume: bool = False, overwrite: bool = False,
                       show_progress: bool = True) -> Path:
     """Harvest `cfg.tokens` activations at `cfg.hooks` into a cache directory; returns its path."""
-    from interp.activations import ActivationStream, StreamConfig
+    from interp.activations import ActivationStream
     from interp.interrupt import deferred_interrupt
     from interp.loading import load_model
     from interp.rundir import RunDir, write_atomic
@@ -65,10 +65,7 @@ def cache_activations(cfg: CacheConfig, resume: bool = False, overwrite: bool = 
     loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, device_map=cfg.device_map,
                         trust_remote_code=cfg.trust_remote_code)
     cfg.hooks = cfg.hooks or [default_hook(len(loaded.bridge.blocks))]
-    scfg = StreamConfig(hooks=cfg.hooks, dataset=cfg.dataset, context_size=cfg.context_size,
-                        model_batch=cfg.model_batch, seed=cfg.seed, diffusion=loaded.is_diffusion,
-                        mask_policy=cfg.mask_policy, mask_ratio=cfg.mask_ratio)
-    stream = ActivationStream(loaded.bridge, loaded.tokenizer, scfg)  # checks hooks and dataset before writing
+    stream = ActivationStream(loaded.bridge, loaded.tokenizer, cfg.stream(loaded.is_diffusion))  # checks hooks, dataset
     cfg.hooks = stream.hooks
     with run_dir.writing(resume, overwrite) as work:
         manifest = _start_manifest(work, cfg, stream, loaded.is_diffusion, resume)

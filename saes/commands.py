@@ -53,8 +53,9 @@ def train_sae_cmd(
     if result is None:  # a torchrun rank other than 0
         return
     print_metrics(result.metrics, f"{cfg.model}: {result.run_dir}")
+    source = "from the cache" if cfg.activations else "model forward included"
     console.print(f"{cfg.steps() * cfg.batch_size:,} activations per SAE in {result.seconds:.0f} s "
-                  f"({result.tokens_per_second:,.0f} tokens/s, {'from the cache' if cfg.activations else 'model forward included'}); metrics: {result.run_dir / 'metrics.json'}")
+                  f"({result.tokens_per_second:,.0f} tokens/s, {source}); metrics: {result.run_dir / 'metrics.json'}")
 
 
 @command(CacheConfig)

@@ -38,6 +38,14 @@ class HarvestConfig:
     mask_policy: str = opt("mask", "diffusion models: positions kept: mask, unmask, all or clean")
     mask_ratio: tuple[float, float] = opt((0.05, 0.5), "diffusion models: mask ratio range MIN MAX")
 
+    def stream(self, diffusion: bool, **batching):
+        """The `StreamConfig` of these options (`batching`: batch_size, buffer_batches)."""
+        from interp.activations import StreamConfig
+
+        return StreamConfig(hooks=self.hooks, dataset=self.dataset, context_size=self.context_size,
+                            model_batch=self.model_batch, seed=self.seed, diffusion=diffusion,
+                            mask_policy=self.mask_policy, mask_ratio=self.mask_ratio, **batching)
+
     def validate_harvest(self) -> None:
         check_fields(self)
         check_masking(self.mask_policy, self.mask_ratio)
@@ -75,6 +83,9 @@ class SAETrainConfig(HarvestConfig):
 
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / "sae" / Path(self.model).name
+
+    def stream(self, diffusion: bool, **batching):
+        return super().stream(diffusion, batch_size=self.batch_size, buffer_batches=self.buffer_batches)
 
     def d_sae(self, d_in: int) -> int:
         return self.width if self.width is not None else self.expansion * d_in

@@ -61,7 +61,8 @@ class Source:
         else:
             from interp.activations import ActivationStream
 
-            self.reader = ActivationStream(self.loaded.bridge, self.loaded.tokenizer, stream_config(cfg, self.loaded),
+            self.reader = ActivationStream(self.loaded.bridge, self.loaded.tokenizer,
+                                           cfg.stream(self.loaded.is_diffusion),
                                            start, self.comm, self.owners)
         return iter(self.reader)
 
@@ -97,15 +98,6 @@ class Source:
         return self.loaded
 
 
-def stream_config(cfg: SAETrainConfig, loaded):
-    from interp.activations import StreamConfig
-
-    return StreamConfig(hooks=cfg.hooks, dataset=cfg.dataset, context_size=cfg.context_size,
-                        model_batch=cfg.model_batch, batch_size=cfg.batch_size, buffer_batches=cfg.buffer_batches,
-                        seed=cfg.seed, diffusion=loaded.is_diffusion, mask_policy=cfg.mask_policy,
-                        mask_ratio=cfg.mask_ratio)
-
-
 def open_source(cfg: SAETrainConfig, comm: Comm, cache: dict | None) -> Source:
     """Check the run against the model (loaded here) or the cache (`apply_cache`'s) before anything is
     written; fills in the hooks."""
@@ -135,7 +127,7 @@ def _stream_source(cfg: SAETrainConfig, comm: Comm) -> Source:
                         trust_remote_code=cfg.trust_remote_code)
     if not cfg.hooks:
         cfg.hooks = [default_hook(len(loaded.bridge.blocks))]
-    probe = ActivationStream(loaded.bridge, loaded.tokenizer, stream_config(cfg, loaded))  # checks hooks, dataset
+    probe = ActivationStream(loaded.bridge, loaded.tokenizer, cfg.stream(loaded.is_diffusion))  # checks hooks, dataset
     cfg.hooks = probe.hooks  # duplicates dropped
     d_in = probe.model_batch(next(probe.tokens)[:1])[0].shape[-1]
     return Source(cfg, comm, cfg.hooks, d_in, loaded=loaded)

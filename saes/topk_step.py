@@ -35,11 +35,10 @@ def top_columns(score: torch.Tensor, k: int, fanin: int = 8) -> torch.Tensor:
     if n <= fanin * k or n % fanin:
         return score.topk(k, dim=-1, sorted=False).indices
     width = n // fanin
-    groups = score.view(rows, fanin, width)
-    top_groups = top_columns(groups.amax(1), k, fanin)  # [rows, k] group ids
-    candidates = groups.gather(2, top_groups.unsqueeze(1).expand(rows, fanin, k)).view(rows, fanin * k)
-    pick = candidates.topk(k, dim=-1, sorted=False).indices  # position i * k + j: column i * width + group j
-    return top_groups.gather(1, pick % k) + (pick // k) * width
+    top_groups = top_columns(score.view(rows, fanin, width).amax(1), k, fanin)  # [rows, k] group ids
+    steps = torch.arange(0, n, width, device=score.device).view(1, fanin, 1)
+    candidates = (top_groups.unsqueeze(1) + steps).view(rows, fanin * k)  # the columns of those groups
+    return candidates.gather(1, score.gather(1, candidates).topk(k, dim=-1, sorted=False).indices)
 
 
 def _encode_select(sae_in, W_enc, b_enc, norms, k: int, dead_idx, k_aux: int):
@@ -98,9 +97,10 @@ def _sddmm(W_dec: torch.Tensor, table: torch.Tensor, offsets, rows) -> torch.Ten
         return torch.sparse.sampled_addmm(mask, W_dec, table.t(), beta=0).values()
 
 
-def _transposed_bags(rows, table, offsets, weights, out: torch.Tensor, block: int = 256) -> torch.Tensor:
+def _transposed_bags(rows, table, offsets, weights, out: torch.Tensor, block: int = 2048) -> torch.Tensor:
     """out [d_in, d_sae] = (per latent c: sum of weights * table[rows] over c's bag).T, in latent blocks
-    whose transposed copy stays in cache (a whole-matrix .t().contiguous() costs 2-3x as much)."""
+    whose transposed copy is read from cache (a whole-matrix .t().contiguous() costs about twice as much);
+    few blocks, since each op is a parallel region that waits for a busy machine's slowest thread."""
     d_sae = out.shape[1]
     for start in range(0, d_sae, block):
         stop = min(d_sae, start + block)

@@ -67,6 +67,7 @@ def cache_activations(cfg: CacheConfig, resume: bool = False, overwrite: bool = 
     cfg.hooks = cfg.hooks or [default_hook(len(loaded.bridge.blocks))]
     stream = ActivationStream(loaded.bridge, loaded.tokenizer, cfg.stream(loaded.is_diffusion))  # checks hooks, dataset
     cfg.hooks = stream.hooks
+    _check_disk(cfg, run_dir.work, _describe(cfg, stream, loaded.is_diffusion)["d_in"])
     with run_dir.writing(resume, overwrite) as work:
         manifest = _start_manifest(work, cfg, stream, loaded.is_diffusion, resume)
         rows = sum(s["rows"] for s in manifest["shards"])
@@ -92,6 +93,20 @@ def cache_activations(cfg: CacheConfig, resume: bool = False, overwrite: bool = 
                     raise KeyboardInterrupt  # the shards written so far stay; --resume continues
         bar.close()
     return run_dir.out
+
+
+def _check_disk(cfg: CacheConfig, work: Path, d_in: int) -> None:
+    """Refuse a cache the disk cannot hold, before the first shard (what is already written counts as free)."""
+    import shutil
+
+    need = cfg.tokens * len(cfg.hooks) * d_in * getattr(torch, cfg.storage_dtype).itemsize
+    have = sum(f.stat().st_size for f in work.glob("shard-*.safetensors")) if work.is_dir() else 0
+    parent = next(p for p in [work, *work.parents] if p.exists())
+    free = shutil.disk_usage(parent).free + have
+    if need > free:
+        raise InterpError(f"the cache needs {need / 2**30:.1f} GiB ({cfg.tokens:,} activations x {len(cfg.hooks)} "
+                          f"hooks x {d_in} x {cfg.storage_dtype}) and {parent} has {free / 2**30:.1f} GiB free; "
+                          f"lower --tokens, use --storage-dtype bfloat16, or choose another --out")
 
 
 def _tokens(stream, batch: int):

@@ -59,7 +59,8 @@ def test_killed_cache_resumes_at_the_next_shard(cache, tmp_path, monkeypatch):
 
 
 def test_cache_refusals(cache, cli, tmp_path):
-    """A cache from another model or without the hook, too few activations, or not a cache: one line each."""
+    """A cache from another model or without the hook, too few activations, not a cache, or one the disk cannot
+    hold: one line each, nothing written."""
     base = ["train-sae", "--activations", cache, "--out", tmp_path / "run"]
     one_line_error(cli(*base, "--model", "mdlm-mini"), "holds model 'pythia-mini', not 'mdlm-mini'")
     one_line_error(cli(*base, "--hook", "blocks.0.hook_resid_post"), "has no hook blocks.0.hook_resid_post")
@@ -70,7 +71,9 @@ def test_cache_refusals(cache, cli, tmp_path):
     manifest = {"format": rundir.FORMAT, "kind": "activations", "status": "running"}
     (partial / rundir.MANIFEST).write_text(json.dumps(manifest))
     one_line_error(cli("train-sae", "--activations", partial), "is not complete")
-    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+    one_line_error(cli("cache-activations", "--tokens", 10**15, "--out", tmp_path / "huge"), "GiB free")
+    for name in ("run", "run.partial", "huge", "huge.partial"):
+        assert not (tmp_path / name).exists()
 
 
 def test_train_from_cache_reads_no_model_until_evaluation(cache, tmp_path, monkeypatch):

@@ -9,7 +9,8 @@ optimiser step, Adam at the same learning rate, seed 0, on the same generated-co
   loading and evaluation excluded; what exactly each tool's clock covers is in its `timed` field);
 * explained variance of each trained SAE, measured identically for all three by `saes.evaluate.evaluate_saes`
   on the same held-out corpus tokens (sparsify's SparseCoder is converted into a sae-lens `TopKSAE`);
-* the SAE optimiser step alone on random activations (no LM), for each tool;
+* the SAE optimiser step alone on random activations (no LM), for each tool (tests/benchmarks/bench_sae_step.py
+  times it at any shape, e.g. d_in 576 / 16,384 latents / k 64, against sparsify and the matmul peak);
 * fp32 matmul GFLOP/s of this machine and the fraction of it our SAE step reaches.
 
 Run (not collected by pytest; it is a script):

@@ -59,7 +59,8 @@ def make_states(cfg: SAETrainConfig, hooks: list[str], d_in: int, model_name: st
             meta = SAEMetadata(model_name=model_name, hook_name=hook, hook_head_index=None,
                                context_size=cfg.context_size, prepend_bos=True, dataset_path=cfg.dataset)
             sae = arch.make(cfg, d_in, k, meta)
-            opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
+            # fused: one kernel for all of Adam's tensor updates (the unfused CPU Adam took 9% of a step)
+            opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, fused=True)
             warm, decay = cfg.schedule()
             sched = get_lr_scheduler("constant", opt, training_steps=steps, lr=cfg.lr, warm_up_steps=warm,
                                      decay_steps=decay, lr_end=cfg.lr, num_cycles=1)

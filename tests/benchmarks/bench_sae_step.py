@@ -8,8 +8,7 @@ report gives medians over `--rounds` rounds.
     python tests/benchmarks/bench_sae_step.py --shapes 576x16384x64 --threads 1 --dead 0.1 --out step.json
 
 Useful FLOPs per token count the encoder matmul and the sparse terms: 2*d*W + 10*k*d (see
-bench_train_sae.useful_flops_per_token). "ours, fused Adam" is the same step with `Adam(fused=True)` in place
-of the trainer's default Adam; "ours, N% dead" marks that share of latents dead, so AuxK runs.
+bench_train_sae.useful_flops_per_token). "ours, N% dead" marks that share of latents dead, so AuxK runs.
 Needs `pip install eai-sparsify` for sparsify (skipped with a note otherwise).
 """
 
@@ -41,20 +40,13 @@ def gemm(m: int, k: int, n: int):
     return lambda: 2 * m * k * n / seconds(lambda: torch.mm(a, b, out=out), 2) / 1e9
 
 
-def ours(d: int, width: int, k: int, fused: bool = False, dead: float = 0.0):
+def ours(d: int, width: int, k: int, dead: float = 0.0):
     """fn() running one `train_step` of a fresh TopK SAE state on rotating random batches."""
-    from sae_lens.training.optim import get_lr_scheduler
-
     from saes.config import SAETrainConfig
     from saes.trainer import make_states, train_step
 
     cfg = SAETrainConfig(model="random", hooks=["bench"], k=[k], width=width, tokens=BATCH * 10_000)
     state = make_states(cfg, ["bench"], d, "random")[0]
-    if fused:  # the trainer's recipe with the optimiser swapped
-        state.optimizer = torch.optim.Adam(state.sae.parameters(), lr=cfg.lr, fused=True)
-        warm, decay = cfg.schedule()
-        state.scheduler = get_lr_scheduler("constant", state.optimizer, training_steps=cfg.steps(), lr=cfg.lr,
-                                           warm_up_steps=warm, decay_steps=decay, lr_end=cfg.lr, num_cycles=1)
     xs = [torch.randn(BATCH, d) for _ in range(3)]
     n_dead, i = int(dead * width), [0]
 
@@ -126,7 +118,7 @@ def phases(d: int, width: int, k: int, rounds: int) -> dict[str, float]:
 
 
 def run_shape(args, d: int, width: int, k: int) -> dict:
-    contenders = {"ours": ours(d, width, k), "ours, fused Adam": ours(d, width, k, fused=True)}
+    contenders = {"ours": ours(d, width, k)}
     if args.dead:
         contenders[f"ours, {args.dead:.0%} dead"] = ours(d, width, k, dead=args.dead)
     if (sp := sparsify(d, width, k)) is not None:

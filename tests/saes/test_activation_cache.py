@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import one_line_error
+from tests.conftest import one_line_error
 from interp import rundir
 from interp.activations import ActivationStream, StreamConfig
 from saes import activation_cache

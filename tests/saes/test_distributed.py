@@ -15,8 +15,9 @@ from safetensors.torch import load_file
 from saes import SAETrainConfig, train_sae
 
 HOOKS = ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
+# small model batches and buffer: the model runs on 24k tokens, not the 65k a default buffer fills
 SMALL = dict(hooks=HOOKS, tokens=8 * 1024, batch_size=1024, width=256, eval_tokens=4096, feature_tokens=4096,
-             checkpoint_every=4)
+             checkpoint_every=4, model_batch=16, buffer_batches=2)
 
 
 def argv(out, **extra) -> list[str]:

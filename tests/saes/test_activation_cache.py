@@ -40,7 +40,7 @@ def test_killed_cache_resumes_at_the_next_shard(cache, tmp_path, monkeypatch):
     """A cache killed after two shards continues with the third, and ends equal to one written at once."""
     write = activation_cache._write_shard
 
-    def dies_after_two(work, manifest, *args):
+    def dies_after_two(work, manifest, *args):  # the real writer; a kill stands in before the third shard
         if len(manifest["shards"]) == 2:
             raise KeyboardInterrupt
         write(work, manifest, *args)
@@ -84,6 +84,7 @@ def test_train_from_cache_reads_no_model_until_evaluation(cache, tmp_path, monke
 
     loads = []
     real = interp.loading.load_model
+    # counts the calls and loads the real model each time
     monkeypatch.setattr(interp.loading, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
     cfg = SAETrainConfig(activations=str(cache), hooks=[HOOKS[1]], epochs=2, tokens=5 * 4096, batch_size=1024,
                          width=256, eval_tokens=4096, out=str(tmp_path / "run"))

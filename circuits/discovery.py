@@ -33,6 +33,8 @@ class DiscoverConfig:
     n: int = opt(200, "attribution examples (circuit split)", min=1)
     n_eval: int = opt(200, "evaluation examples (test split)", min=1)
     batch_size: int = opt(50, "examples per forward pass", min=1)
+    position_chunk: int = opt(0, "positions whose source outputs attribution holds at once, for long contexts "
+                                 "(0: the whole context; each chunk costs its own passes)", min=0)
     seed: int = opt(0, "seed of the examples drawn", min=0)
     top_percent: float | None = opt(5.0, "share of edges kept, in percent")
     top_n: int | None = opt(None, "keep this many edges instead", min=1)
@@ -52,7 +54,7 @@ class DiscoverConfig:
         return {"top_percent": self.top_percent if self.top_percent is not None else 5.0}
 
     def attribution(self) -> AttributionConfig:
-        return AttributionConfig(self.method, self.metric, self.ig_steps)
+        return AttributionConfig(self.method, self.metric, self.ig_steps, position_chunk=self.position_chunk)
 
     def validate(self) -> None:
         from interp.loading import check_device_map, torch_dtype

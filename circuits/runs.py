@@ -1,6 +1,6 @@
 """The three forward passes edge attribution and circuit evaluation are made of, as Bridge hooks.
 
-- `node_outputs`: logits and every source node's output, stacked [B, T, n_src, d].
+- `node_outputs`: logits and every source node's output, stacked [B, T, n_src, d] (or at a span of positions).
 - `patched_logits`: a run in which each edge (u -> v) reads `patch[u, v]` of the corrupted run's output of u
   and the rest of this run's own output of u. `patch` may be fractional and may carry gradients (that is
   how the tests check EAP against a direct derivative). Patching by difference at v's input means that u's
@@ -25,38 +25,48 @@ def from_heads(x: torch.Tensor, site: Site) -> torch.Tensor:
 
 
 @torch.no_grad()
-def node_outputs(bridge, layout: Layout, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    outs: list[torch.Tensor] = []
+def node_outputs(bridge, layout: Layout, tokens: torch.Tensor,
+                 positions: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and the source outputs at `positions`, written into one tensor as the sources fire (no list
+    and concatenation, which would hold them twice)."""
+    out = None
 
     def keep(site):
         def fn(x, hook):
-            outs.append(as_heads(x, site).detach())
+            nonlocal out
+            x = as_heads(x, site)[:, positions]
+            if out is None:
+                out = x.new_empty(x.shape[0], x.shape[1], layout.n_src, x.shape[-1])
+            out[:, :, site.start:site.stop] = x
         return fn
 
     with bridge.hooks(fwd_hooks=[(s.hook, keep(s)) for s in layout.sources]):
         logits = bridge(tokens)
-    return logits, torch.cat(outs, dim=2)
+    return logits, out
 
 
 def patched_logits(bridge, layout: Layout, tokens: torch.Tensor, corrupted_outputs: torch.Tensor,
                    patch: torch.Tensor) -> torch.Tensor:
     """Logits of the run on `tokens` with edges patched from `corrupted_outputs` by the [n_src, n_dst] `patch`."""
-    deltas: list[torch.Tensor] = []  # corrupted minus this run's output, per source site in forward order
+    deltas: list[tuple[Site, torch.Tensor]] = []  # corrupted minus this run's output, per source in forward order
 
     def record(site):
         def fn(x, hook):
-            deltas.append(corrupted_outputs[:, :, site.start:site.stop] - as_heads(x, site))
+            deltas.append((site, corrupted_outputs[:, :, site.start:site.stop] - as_heads(x, site)))
         return fn
 
     def mix(site):
         def fn(x, hook):
-            if not deltas:
-                return x
-            d = torch.cat(deltas, dim=2)  # sources fire in index order, so these are sources [0, n)
-            p = patch[: d.shape[2], site.start:site.stop]
-            if not p.requires_grad and not p.any():  # nothing patched here
-                return x
-            return x + from_heads(torch.einsum("btsd,sk->btkd", d, p.to(d.dtype)), site)
+            # source by source rather than one concatenation: no copy of every delta at every destination,
+            # and sources with nothing patched into this destination cost nothing
+            total = None
+            for src, d in deltas:
+                p = patch[src.start:src.stop, site.start:site.stop]
+                if not p.requires_grad and not p.any():
+                    continue
+                term = torch.einsum("btsd,sk->btkd", d, p.to(d.dtype))
+                total = term if total is None else total + term
+            return x if total is None else x + from_heads(total, site)
         return fn
 
     hooks = [(s.hook, record(s)) for s in layout.sources] + [(s.hook, mix(s)) for s in layout.dests]

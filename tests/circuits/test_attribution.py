@@ -75,6 +75,20 @@ def test_eap_is_the_derivative_of_edge_patching(edge_model, batch, runs):
     torch.testing.assert_close(scores, derivative, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("method,chunk", [("eap-ig", 3), ("eap", 1)])
+def test_position_chunks_give_the_whole_context_scores(edge_model, batch, runs, method, chunk):
+    """Holding source outputs a few positions at a time (for long contexts) changes the order of the sums only."""
+    m, layout = edge_model
+    assert batch.clean.shape[1] > chunk * 2  # several chunks, the last one short
+    whole = attribute(m.bridge, layout, [batch], AttributionConfig(method=method, metric="kl", ig_steps=2))
+    chunked = attribute(m.bridge, layout, [batch], AttributionConfig(method=method, metric="kl", ig_steps=2,
+                                                                     position_chunk=chunk))
+    assert whole.abs().max() > 1e-3
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-4)
+    _, part = node_outputs(m.bridge, layout, batch.clean, slice(2, 4))
+    torch.testing.assert_close(part, runs[1][:, 2:4])
+
+
 def test_eap_ig_ranks_edges_like_their_true_patching_effect(tuned_edge_model):
     """Spearman >= 0.8 between |score| and the KL effect of patching each of 160 sampled edges alone, on the
     fine-tuned model, with the paper's metric (KL is never negative, while a score's sign says which way the

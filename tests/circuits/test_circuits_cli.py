@@ -84,9 +84,9 @@ def test_track_full_and_lora(cli, tmp_path):
         assert all(0 <= c["node_jaccard"] <= 1 and 0 <= c["edge_jaccard"] <= 1 for c in summary["vs_base"])
         assert json.loads((out / "circuits/step-40/circuit.json").read_text())["config"]["n_eval"] == 20
         assert summary["checkpoints"][-1]["accuracy"] > summary["checkpoints"][0]["accuracy"]
-        before = (out / "circuits/step-20/circuit.json").stat().st_mtime
-        assert cli(*args).returncode == 0  # resumes: nothing recomputed
-        assert (out / "circuits/step-20/circuit.json").stat().st_mtime == before
+    before = (out / "circuits/step-20/circuit.json").stat().st_mtime
+    assert cli(*args).returncode == 0  # resumes: nothing recomputed
+    assert (out / "circuits/step-20/circuit.json").stat().st_mtime == before
     r = cli("circuits", "compare", str(tmp_path / "lora"))
     assert r.returncode == 0 and "step-40" in r.stdout
 

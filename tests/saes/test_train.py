@@ -125,7 +125,7 @@ def test_diffusion_run(tmp_path):
 def test_compare_layers_table(tmp_path):
     from saes.compare import compare_layers, markdown_table
 
-    base = SAETrainConfig(tokens=2048, batch_size=1024, eval_tokens=2048, feature_tokens=1024)
+    base = SAETrainConfig(tokens=2048, batch_size=1024, buffer_batches=2, eval_tokens=2048, feature_tokens=1024)
     table = compare_layers(("pythia-mini", "mdlm-mini"), base, tmp_path)
     assert sorted(table) == ["mdlm-mini", "pythia-mini"]
     assert all(sorted(t) == [0, 1, 2, 3] for t in table.values())

@@ -235,7 +235,7 @@ def test_tiny_end_to_end_run_resumes_after_a_stop(sae_run, tmp_path, monkeypatch
 
     out = tmp_path / "run"
     cfg = UnlearnConfig(model="pythia-mini", sae=str(sae_run), steps=3, n_eval=40, probe_examples=60,
-                        relearn_steps=1, features=4, out=str(out))
+                        relearn_steps=1, relearn_lrs="1e-4", features=4, control_draws=2, out=str(out))
     evaluate, calls = unlearn_eval.evaluate, []
 
     def stop_at_third(*a, **k):
@@ -417,7 +417,7 @@ def test_tiny_frontier_resumes_and_keeps_one_configuration(sae_run, tmp_path, mo
     from saes.unlearning.frontier import frontier
 
     cfg = UnlearnConfig(model="pythia-mini", sae=str(sae_run), steps=2, n_eval=20, probe_examples=40,
-                        relearn_steps=1, features=4)
+                        relearn_steps=1, relearn_lrs="1e-4", features=4, control_draws=1)
     out = tmp_path / "frontier"
     first = frontier(cfg, [1.0], 1, out, show_progress=False)
     assert [p["retain_weight"] for p in first["points"]["sspu"]] == [1.0]

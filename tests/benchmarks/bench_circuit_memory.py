@@ -70,7 +70,7 @@ def child(args) -> None:
     layout = Layout(Graph.from_model(m.model))
     batch = long_batch(m.tokenizer, args.context)
     cfg = AttributionConfig(method="eap-ig", metric="kl", ig_steps=args.ig_steps)
-    if args.child_chunk:
+    if args.child_chunk:  # set only when chunking, so `--chunks 0` also measures a tree without the option
         cfg.position_chunk = args.child_chunk
     with PeakRSS() as mem:
         start = time.perf_counter()

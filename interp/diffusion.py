@@ -1,5 +1,10 @@
 """Masked diffusion LM pieces (LLaDA): the training objective and the remasking sampler.
 
+The sampler commits, at each step, the masked positions its remasking strategy ranks first: `low_confidence`
+(LLaDA's default: the highest probability of the predicted token), `margin` (the largest gap between the top two
+probabilities), `entropy` (the lowest entropy of the predicted distribution) or `random` (a uniform order drawn
+from the sampler's generator).
+
 The zoo's diffusion model is a GPT-NeoX with `is_causal=False` (bidirectional attention) and a `<mask>`
 token; these functions work on any HF model whose forward returns per-position logits.
 """
@@ -23,15 +28,37 @@ def llada_loss(model, input_ids: torch.Tensor, mask_id: int, eps: float = 1e-3, 
     return (ce * masked / t).sum() / (b * n)
 
 
+REMASKING = ("low_confidence", "margin", "entropy", "random")
+
+
+def _priority(logits: torch.Tensor, pred: torch.Tensor, remasking: str, generator) -> torch.Tensor:
+    """[batch, pos] how soon each position should be committed (higher first); every value is >= 0, so the
+    sampler's -1 for positions outside the block stays last."""
+    if remasking == "random":
+        return torch.rand(pred.shape, generator=generator, device=pred.device)
+    probs = F.softmax(logits.float(), dim=-1)
+    if remasking == "low_confidence":
+        return probs.gather(-1, pred[..., None])[..., 0]
+    if remasking == "margin":
+        top2 = probs.topk(2, dim=-1).values
+        return top2[..., 0] - top2[..., 1]
+    entropy = -(probs * probs.clamp_min(1e-30).log()).sum(-1)
+    return 1.0 / (1.0 + entropy)  # entropy: lowest first
+
+
 @torch.no_grad()
 def sample(model, prompt_ids: torch.Tensor, mask_id: int, gen_length: int = 8, denoise_steps: int = 8,
-           block_length: int | None = None, temperature: float = 0.0, generator=None) -> torch.Tensor:
-    """Low-confidence remasking sampler (LLaDA): answer positions start as `<mask>`; each step predicts
-    every masked position and commits the most confident ones, block by block (semi-autoregressive when
-    `block_length < gen_length`). Returns prompt + generated ids, shape (batch, prompt_len + gen_length)."""
+           block_length: int | None = None, temperature: float = 0.0, generator=None,
+           remasking: str = "low_confidence") -> torch.Tensor:
+    """The remasking sampler (LLaDA): answer positions start as `<mask>`; each step predicts every masked
+    position and commits an even share of them, those `remasking` ranks first (module docstring), block by block
+    (semi-autoregressive when `block_length < gen_length`). Returns prompt + generated ids, shape
+    (batch, prompt_len + gen_length)."""
     block_length = block_length or gen_length
     if gen_length % block_length or denoise_steps % (gen_length // block_length):
         raise ValueError("gen_length must be a multiple of block_length and denoise_steps of the number of blocks")
+    if remasking not in REMASKING:
+        raise ValueError(f"remasking must be one of {', '.join(REMASKING)}, got {remasking!r}")
     b, p = prompt_ids.shape
     x = torch.cat([prompt_ids, torch.full((b, gen_length), mask_id, dtype=prompt_ids.dtype, device=prompt_ids.device)], dim=1)
     n_blocks = gen_length // block_length
@@ -46,7 +73,7 @@ def sample(model, prompt_ids: torch.Tensor, mask_id: int, gen_length: int = 8, d
                 pred = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(b, -1)
             else:
                 pred = logits.argmax(-1)
-            conf = F.softmax(logits, dim=-1).gather(-1, pred[..., None])[..., 0]
+            conf = _priority(logits, pred, remasking, generator)
             is_mask = x == mask_id
             conf = torch.where(is_mask, conf, torch.full_like(conf, -1.0))
             conf[:, :lo] = -1.0

@@ -100,7 +100,10 @@ def compare_cmd(models: list[str] = typer.Option(["pythia-mini", "mdlm-mini"], "
 
 
 def register(app: typer.Typer) -> None:
+    from .dlm_commands import dlm_app
+
     app.command("cache-activations")(cache_activations_cmd)
     app.command("train-sae")(train_sae_cmd)
     app.command("eval-sae")(eval_sae_cmd)
     app.command("compare-sae-layers")(compare_cmd)
+    app.add_typer(dlm_app, name="dlm")

@@ -56,6 +56,7 @@ class Found:
     circuits: list[CircuitEntry]
     allocations: list[str]
     selections: list[str]  # unlearning runs' selection.json
+    orders: list[str]  # `interp dlm order` runs' order.json
 
 
 class RunsDir:
@@ -106,8 +107,9 @@ class RunsDir:
             yield Path(dirpath), [f for f in files if f.endswith(".json") and self._regular(Path(dirpath) / f)]
 
     def scan(self) -> Found:
-        """SAEs (with feature statistics), circuits, allocations and unlearning selections, newest first."""
-        saes, circuits, allocations, selections = [], [], [], []
+        """SAEs (with feature statistics), circuits, allocations, unlearning selections and decoding-order runs,
+        newest first."""
+        saes, circuits, allocations, selections, orders = [], [], [], [], []
         for d, files in self._walk():
             if "cfg.json" in files and "features.json" in files and d.parent.name == "saes":
                 saes.append(self._sae(d))
@@ -116,12 +118,14 @@ class RunsDir:
                     allocations.append(((d / f).stat().st_mtime, self.rel(d / f)))
                 elif f == "selection.json":
                     selections.append(((d / f).stat().st_mtime, self.rel(d / f)))
+                elif f == "order.json":
+                    orders.append(((d / f).stat().st_mtime, self.rel(d / f)))
                 elif f not in NOT_CIRCUITS and (entry := self._circuit(d / f)):
                     circuits.append(entry)
         saes.sort(key=lambda e: -e.mtime)
         circuits.sort(key=lambda e: (-e.mtime, e.path))
         newest = lambda found: [p for _, p in sorted(found, reverse=True)]
-        return Found(saes, circuits, newest(allocations), newest(selections))
+        return Found(saes, circuits, newest(allocations), newest(selections), newest(orders))
 
     def _circuit(self, p: Path) -> CircuitEntry | None:
         """The circuit in JSON file `p`, or None when its "format" field names no circuit (or it is no JSON)."""

@@ -62,6 +62,12 @@ def runs_dir(tmp_path_factory):
                  [(r[0][:64], r[1][:64]) for r in data.retain], 4)
     (root / "unlearn").mkdir()
     (root / "unlearn" / "selection.json").write_text(json.dumps(selection_json(sel, src)))
+
+    # a decoding-order run of mdlm-mini through its SAE
+    from saes.decoding_order import OrderConfig, decoding_order
+
+    decoding_order(OrderConfig(sae=str(root / "sae" / "mdlm-mini"), layers=[2], n=4, gen_length=4, permutations=20,
+                               trajectories=2, out=str(root / "dlm-order")), show_progress=False)
     return root
 
 

@@ -37,6 +37,7 @@ def test_listing_finds_every_run(client):
     assert {c["location"] for c in runs["circuits"]} == {EAP_IG, EAP}
     assert runs["allocations"] == ["circuit-lora/allocation.json"]
     assert runs["selections"] == ["unlearn/selection.json"]
+    assert runs["orders"] == ["dlm-order/order.json"]
     assert all(s["d_sae"] == 2048 and s["k"] == 8 for s in runs["saes"])
 
 
@@ -133,6 +134,26 @@ def test_circuit_views(client, runs_dir):
 
     alloc = plot(client.predict("circuit-lora/allocation.json", api_name="/allocation"))
     assert "critical" in alloc["layout"]["title"]["text"] and len(alloc["data"][0]["x"]) == c.graph.n_layers + 1
+
+
+def test_decoding_order_curves_and_trajectory(client, runs_dir):
+    result = json.loads((runs_dir / "dlm-order" / "order.json").read_text())
+    fig, summary, strategies, prompts, hooks = client.predict("dlm-order/order.json", api_name="/order_curves")
+    traces = plot(fig)["data"]
+    assert {t["name"] for t in traces} == set(result["strategies"])
+    masked = [t for t in traces if t["name"] == "random" and t["xaxis"] == "x"][0]  # row 1, col 1: masked Jaccard
+    assert masked["y"] == result["strategies"]["random"]["layers"]["blocks.2.hook_resid_post"]["masked"]["jaccard"]["curve"]
+    assert "predict accuracy" in summary and html.escape(result["prediction"]["verdict"]) in summary
+    assert [c[0] for c in strategies["choices"]] == list(result["strategies"])
+    page = client.predict("dlm-order/order.json", "entropy", "1", "blocks.2.hook_resid_post", api_name="/order_trajectory")
+    reads = result["strategies"]["entropy"]["trajectories"]["1"]["reads"]
+    assert page.count("<tr>") == len(reads) == 5 and page.count("▢") == 4 + 3 + 2 + 1
+    first = reads[-1]["latents"]["blocks.2.hook_resid_post"][0][0][0]
+    assert f"#{first}" in page and html.escape(result["prompts"][1]) in page
+    with pytest.raises(Exception, match="no trajectory"):
+        client.predict("dlm-order/order.json", "entropy", "3", "blocks.2.hook_resid_post", api_name="/order_trajectory")
+    with pytest.raises(Exception, match="not an order.json"):
+        client.predict(EAP_IG, api_name="/order_curves")
 
 
 def test_unlearning_selection(client, runs_dir):

@@ -1,5 +1,6 @@
-"""Drive the app in headless Debian Chromium with Playwright (no browser download): open the feature page and
-the circuit view, check what a person would see, save screenshots. Also a script for the pictures in docs/app.md:
+"""Drive the app in headless Debian Chromium with Playwright (no browser download): open the feature page, the
+circuit view and the decoding-order view, check what a person would see, save screenshots. Also a script for
+the pictures in docs/app.md:
 
     python tests/app/browser.py runs/ docs/
 """
@@ -16,7 +17,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
 
 
 def visit(url: str, out: Path) -> dict:
-    """Screenshots of both views (out/app-features.png, out/app-circuits.png) and what the feature page shows."""
+    """Screenshots of three views (out/app-features.png, app-circuits.png, app-diffusion.png) and what they show."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -45,6 +46,12 @@ def visit(url: str, out: Path) -> dict:
         page.wait_for_selector("#change-bars .js-plotly-plot .bars path", state="attached", timeout=60_000)
         seen["change_bars"] = page.locator("#change-bars .bars path").count()
         page.screenshot(path=str(out / "app-circuits.png"), full_page=True)
+        page.get_by_role("tab", name="Diffusion").click()
+        page.wait_for_selector("#order-curves .js-plotly-plot .scatterlayer .trace", state="attached", timeout=60_000)
+        page.wait_for_selector("#order-trajectory td", timeout=60_000)
+        seen["order_traces"] = page.locator("#order-curves .scatterlayer .trace").count()
+        seen["trajectory_cells"] = page.locator("#order-trajectory td").count()
+        page.screenshot(path=str(out / "app-diffusion.png"), full_page=True)
         browser.close()
     return seen
 

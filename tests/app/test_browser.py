@@ -12,3 +12,6 @@ def test_feature_page_in_chromium(served, tmp_path):
     assert seen["circuit_traces"] > 1 and seen["change_bars"] >= 1
     assert (tmp_path / "app-features.png").stat().st_size > 10_000
     assert (tmp_path / "app-circuits.png").stat().st_size > 10_000
+    # the Diffusion tab: a curve per strategy in each of its 8 panels, and the first trajectory's table
+    assert seen["order_traces"] == 4 * 8 and seen["trajectory_cells"] == 5 * 4
+    assert (tmp_path / "app-diffusion.png").stat().st_size > 10_000

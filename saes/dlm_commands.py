@@ -26,3 +26,22 @@ def order_cmd(cfg: OrderConfig) -> None:
                   markup=False, highlight=False, soft_wrap=True)
     out = Path(cfg.out)
     console.print(f"written: {out / 'order.json'}, {out / 'order.md'} and {out / 'order.html'}")
+
+
+@dlm_app.command("policies")
+def policies_cmd(model: str = typer.Option("mdlm-mini", help="a diffusion model"),
+                 policies: list[str] = typer.Option(["mask", "unmask"], "--policy",
+                                                    help="mask policies compared (the first two: decoder overlap)"),
+                 tokens: int = typer.Option(1_000_000, help="training activations per SAE"),
+                 k: int = typer.Option(32), expansion: int = typer.Option(16),
+                 out: Path = typer.Option(Path("runs/compare-mask-policies")),
+                 resume: bool = typer.Option(False, help="continue interrupted runs")) -> None:
+    """Mask against unmask SAEs after every block: EV, ΔCE, dead latents and decoder overlap per layer."""
+    from .compare import compare_policies, policies_table
+    from .config import SAETrainConfig
+
+    policies = [p for item in policies for p in item.split(",") if p]
+    base = SAETrainConfig(tokens=tokens, k=[k], expansion=expansion)
+    table = compare_policies(model, tuple(policies), base, out, resume)
+    console.print(policies_table(table), markup=False, highlight=False)
+    console.print(f"written to {out / 'policies.md'} and {out / 'policies.json'}")

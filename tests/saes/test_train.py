@@ -133,3 +133,38 @@ def test_compare_layers_table(tmp_path):
     md = (tmp_path / "comparison.md").read_text()
     assert md == markdown_table(table) and len(md.strip().splitlines()) == 6
     assert "mdlm-mini ΔCE visible" in md
+
+
+def test_decoder_overlap_by_hand():
+    from types import SimpleNamespace
+
+    from saes.compare import decoder_overlap
+
+    e = torch.eye(4)
+    same = decoder_overlap(SimpleNamespace(W_dec=3 * e), SimpleNamespace(W_dec=e[[2, 0, 3, 1]]))
+    assert same == {"mean_max_cosine": pytest.approx(1.0), "shared_0.9": 1.0}
+    # a's latent 0 is b's latent 0; a's latent 1 lies between b's 1 and 2 (cos 0.707); b's latent 3 matches nothing
+    a = torch.tensor([[1.0, 0, 0, 0], [0, 1, 1, 0]])
+    b = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    got = decoder_overlap(SimpleNamespace(W_dec=a), SimpleNamespace(W_dec=b))
+    r = 2 ** -0.5
+    assert got["mean_max_cosine"] == pytest.approx((1 + r + 1 + r + r + 0) / 6)
+    assert got["shared_0.9"] == pytest.approx(2 / 6)
+
+
+def test_compare_policies_table(tmp_path, cli):
+    from saes.compare import compare_policies, policies_table
+
+    base = SAETrainConfig(tokens=2048, batch_size=1024, buffer_batches=2, eval_tokens=2048, feature_tokens=1024)
+    table = compare_policies("mdlm-mini", ("mask", "unmask"), base, tmp_path / "p")
+    assert sorted(table["policies"]) == ["mask", "unmask"] and sorted(table["overlap"]) == [0, 1, 2, 3]
+    for policy, runs in table["policies"].items():
+        cfg = json.loads((tmp_path / "p" / policy / "config.json").read_text())
+        assert cfg["mask_policy"] == policy and len(runs) == 4
+    assert all(0 < o["mean_max_cosine"] <= 1 for o in table["overlap"].values())
+    md = (tmp_path / "p" / "policies.md").read_text()
+    assert md == policies_table(table) and len(md.strip().splitlines()) == 6 and "unmask ΔCE visible" in md
+    # a second call reuses both finished runs: the same numbers, no training
+    again = cli("dlm", "policies", "--tokens", 2048, "--out", tmp_path / "p")
+    assert again.returncode == 0 and json.loads((tmp_path / "p" / "policies.json").read_text())["overlap"]["0"] == \
+        pytest.approx(table["overlap"][0])

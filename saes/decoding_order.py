@@ -395,7 +395,7 @@ def markdown_table(result: dict) -> str:
     """One row per strategy, averaged over the layers: accuracy, the four measures while masked, the Jaccard
     after decoding, at the commit and the drift; then the masked Jaccard per layer."""
     cell = lambda v, f=".3f": "–" if v is None else format(v, f)
-    head = ["strategy", "accuracy"] + [f"masked {m}" for m in MEASURES] + ["decoded jaccard", "commit jaccard",
+    head = ["strategy", "accuracy %"] + [f"masked {m}" for m in MEASURES] + ["decoded jaccard", "commit jaccard",
                                                                             "drift"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for s, v in result["strategies"].items():

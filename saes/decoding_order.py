@@ -44,6 +44,7 @@ class OrderConfig:
     denoise_steps: int | None = opt(None, "denoising steps (default: gen-length)", min=1)
     block_length: int | None = opt(None, "semi-autoregressive block length (default: gen-length)", min=1)
     top: int = opt(8, "largest latents per position compared between reads", min=1)
+    batch_size: int = opt(16, "prompts decoded together", min=1)
     sae_tokens: int = opt(200_000, "training activations of the SAEs trained when --sae is not given", min=1)
     trajectories: int = opt(4, "prompts whose read-by-read tokens and latents are kept for the app", min=0)
     permutations: int = opt(2000, "shuffles of the permutation test", min=1)
@@ -95,48 +96,86 @@ def compare(a: torch.Tensor, b: torch.Tensor, top: int) -> dict[str, torch.Tenso
 # ---------------------------------------------------------------- one strategy on one batch of prompts
 
 
-@torch.no_grad()
-def decode_with_reads(loaded, saes: dict[str, object], prompt_ids: torch.Tensor, cfg: OrderConfig, strategy: str,
-                      generator: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
-    """Run the sampler; return the finished ids [B, P + G], the input of every read (each model call's, then the
-    finished sequence) and, per hook, the generated positions' latents at every read [R, B, G, d_sae]."""
-    p = prompt_ids.shape[1]
-    inputs, latents = [], {h: [] for h in saes}
+class Tracker:
+    """One hook's measures over one batch, fed read by read: it holds three reads' latents (the previous read, and
+    each position's first visible one), however many steps the sampler takes."""
 
-    def read(ids):
-        logits, cache = loaded.bridge.run_with_cache(ids, names_filter=list(saes))
-        inputs.append(ids.clone())
-        for h, sae in saes.items():
-            latents[h].append(sae.encode(cache[h][:, p:].flatten(2).float()))
-        return logits
+    def __init__(self, top: int, transitions: int):
+        self.top, self.reads = top, 0
+        self.sums = {ph: {m: (torch.zeros(transitions), torch.zeros(transitions)) for m in MEASURES} for ph in PHASES}
 
-    out = sample(lambda input_ids: SimpleNamespace(logits=read(input_ids)), prompt_ids, loaded.tokenizer.mask_token_id,
-                 gen_length=cfg.gen_length, denoise_steps=cfg.steps(), block_length=cfg.block_length,
-                 generator=generator, remasking=strategy)
-    read(out)
-    return out, inputs, {h: torch.stack(v) for h, v in latents.items()}
+    def add(self, acts: torch.Tensor, masked: torch.Tensor) -> None:
+        """The generated positions' latents [B, G, d] at the next read, and which of them are masked [B, G]."""
+        if self.reads == 0:
+            self.first = torch.zeros_like(acts)  # each position's latents at its first visible read
+            self.first_at = torch.full(masked.shape, -1)
+            self.jump = torch.full(masked.shape, math.nan)
+            self.prompt_sum, self.prompt_n = torch.zeros(masked.shape[0]), torch.zeros(masked.shape[0])
+        else:
+            pairs = compare(self.prev, acts, self.top)
+            phase = {"masked": self.prev_masked & masked, "decoded": ~self.prev_masked & ~masked}
+            for ph, w in phase.items():
+                for m, v in pairs.items():
+                    self.sums[ph][m][0][self.reads - 1] += (v * w).sum()
+                    self.sums[ph][m][1][self.reads - 1] += w.sum()
+            self.prompt_sum += (pairs["jaccard"] * phase["masked"]).sum(1)
+            self.prompt_n += phase["masked"].sum(1)
+            committed = self.prev_masked & ~masked
+            self.jump[committed] = pairs["jaccard"][committed]
+        newly = ~masked & (self.first_at < 0)
+        self.first[newly], self.first_at[newly] = acts[newly], self.reads
+        self.prev, self.prev_masked = acts, masked
+        self.reads += 1
+
+    def result(self) -> dict:
+        """Per phase and measure the per-transition sums and counts (summed over positions), the per-prompt mean
+        of the masked Jaccard [B] (nan where no pair), and per position the commit jump and drift [B, G] (nan
+        where not measured: drift needs a visible read before the last)."""
+        drift = 1 - compare(self.first, self.prev, self.top)["jaccard"]
+        drift = torch.where(self.first_at < self.reads - 1, drift, torch.full_like(drift, math.nan))
+        return {"curves": self.sums, "per_prompt": self.prompt_sum / self.prompt_n, "jump": self.jump,
+                "drift": drift}
 
 
 def position_stats(inputs: list[torch.Tensor], latents: torch.Tensor, mask_id: int, p: int, top: int) -> dict:
-    """For one hook's latents [R, B, G, d]: per phase and measure, the per-transition sums and counts [R-1]
-    (summed over positions), the per-prompt means of the masked Jaccard [B] (nan where no pair), and per position
-    its commit jump and drift [B, G] (nan where not measured)."""
-    masked = torch.stack([x[:, p:] == mask_id for x in inputs])  # [R, B, G]
-    pairs = compare(latents[:-1], latents[1:], top)  # each [R-1, B, G]
-    phase = {"masked": masked[:-1] & masked[1:], "decoded": ~masked[:-1] & ~masked[1:]}
-    curves = {ph: {m: ((v * w).sum((1, 2)), w.sum((1, 2))) for m, v in pairs.items()} for ph, w in phase.items()}
-    w = phase["masked"].float()
-    per_prompt = (pairs["jaccard"] * w).sum((0, 2)) / w.sum((0, 2))  # nan (0/0) where no masked pair
-    r = masked.shape[0]
-    first_visible = (~masked).float().argmax(0)  # [B, G]: every position is visible at the last read
-    b_idx, g_idx = torch.meshgrid(torch.arange(masked.shape[1]), torch.arange(masked.shape[2]), indexing="ij")
-    at = lambda reads: latents[reads, b_idx, g_idx]  # [B, G, d]
-    visible = at(first_visible)
-    jump = compare(at((first_visible - 1).clamp_min(0)), visible, top)["jaccard"]
-    jump = torch.where(first_visible > 0, jump, torch.full_like(jump, math.nan))
-    drift = 1 - compare(visible, latents[-1], top)["jaccard"]
-    drift = torch.where(first_visible < r - 1, drift, torch.full_like(drift, math.nan))
-    return {"curves": curves, "per_prompt": per_prompt, "jump": jump, "drift": drift}
+    """`Tracker.result` for one hook's latents at every read [R, B, G, d] and the reads' inputs."""
+    tracker = Tracker(top, len(inputs) - 1)
+    for x, acts in zip(inputs, latents):
+        tracker.add(acts, x[:, p:] == mask_id)
+    return tracker.result()
+
+
+def _top_latents(acts: torch.Tensor, top: int) -> list:
+    vals, idx = acts.topk(min(top, acts.shape[-1]), dim=-1)
+    return [[[int(i), round(float(v), 3)] for i, v in zip(ii, vv) if v > 0] for ii, vv in zip(idx.tolist(), vals.tolist())]
+
+
+@torch.no_grad()
+def decode_with_reads(loaded, saes: dict[str, object], prompt_ids: torch.Tensor, cfg: OrderConfig, strategy: str,
+                      generator: torch.Generator, keep: tuple[int, ...] = ()) -> tuple[torch.Tensor, dict, dict]:
+    """Run the sampler, reading each model call (and the finished sequence) through the SAEs. Returns the finished
+    ids [B, P + G], each hook's `Tracker.result`, and for the rows in `keep` their trajectories: read by read,
+    the generated tokens and each position's largest latents at every hook."""
+    p, mask_id = prompt_ids.shape[1], loaded.tokenizer.mask_token_id
+    trackers = {h: Tracker(cfg.top, cfg.steps()) for h in saes}
+    trajectories = {j: [] for j in keep}
+
+    def read(ids):
+        logits, cache = loaded.bridge.run_with_cache(ids, names_filter=list(saes))
+        masked = ids[:, p:] == mask_id
+        acts = {h: sae.encode(cache[h][:, p:].flatten(2).float()) for h, sae in saes.items()}
+        for h, a in acts.items():
+            trackers[h].add(a, masked)
+        for j in keep:
+            trajectories[j].append({"tokens": _tokens(loaded.tokenizer, ids[j, p:].tolist(), mask_id),
+                                    "latents": {h: _top_latents(a[j], cfg.top) for h, a in acts.items()}})
+        return logits
+
+    out = sample(lambda input_ids: SimpleNamespace(logits=read(input_ids)), prompt_ids, mask_id,
+                 gen_length=cfg.gen_length, denoise_steps=cfg.steps(), block_length=cfg.block_length,
+                 generator=generator, remasking=strategy)
+    read(out)
+    return out, {h: t.result() for h, t in trackers.items()}, {j: {"reads": r} for j, r in trajectories.items()}
 
 
 def answer_correct(tokenizer, out: torch.Tensor, p: int, labels: list) -> torch.Tensor:
@@ -230,7 +269,7 @@ def verdict(pred: dict, accuracy: dict[str, float]) -> str:
 # ---------------------------------------------------------------- the whole analysis
 
 
-def _saes(cfg: OrderConfig, hooks: list[str], out: Path, loaded) -> tuple[dict, str]:
+def _saes(cfg: OrderConfig, hooks: list[str], out: Path, loaded, resume: bool) -> tuple[dict, str]:
     """{hook: SAE} from --sae, or from a run trained (or reused) at OUT/sae; and where they came from."""
     from .config import SAETrainConfig
     from .run_eval import sae_dirs
@@ -239,7 +278,7 @@ def _saes(cfg: OrderConfig, hooks: list[str], out: Path, loaded) -> tuple[dict, 
     where = Path(cfg.sae) if cfg.sae else out / "sae"
     if not cfg.sae and not (where / "metrics.json").exists():
         train_sae(SAETrainConfig(model=cfg.model, hooks=hooks, tokens=cfg.sae_tokens, out=str(where), seed=cfg.seed),
-                  resume=where.with_name(where.name + ".partial").exists())
+                  resume=resume)
     found = {}
     for name, d in sae_dirs(where).items():
         sae = load_sae(d)
@@ -256,31 +295,35 @@ def _saes(cfg: OrderConfig, hooks: list[str], out: Path, loaded) -> tuple[dict, 
     return {h: found[h] for h in hooks}, str(where)
 
 
+def _check_memory(cfg: OrderConfig, saes: dict) -> None:
+    """Refuse a batch whose latents (three reads' worth per hook: the current, the previous and the first
+    visible) would take more than half of this machine's memory."""
+    import os
+
+    need = 3 * 4 * cfg.batch_size * cfg.gen_length * sum(sae.cfg.d_sae for sae in saes.values())
+    have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > have / 2:
+        raise InterpError(f"reading {len(saes)} layers' latents for {cfg.batch_size} prompts x {cfg.gen_length} "
+                          f"tokens needs {need / 2**30:.1f} GiB at once, more than half of this machine's "
+                          f"{have / 2**30:.0f} GiB; lower --batch-size or read fewer --layer")
+
+
 def _tokens(tokenizer, ids: list[int], mask_id: int) -> list[str]:
     return ["▢" if t == mask_id else tokenizer.decode([t]) for t in ids]
 
 
-def _trajectory(tokenizer, inputs, latents, b: int, p: int, top: int, mask_id: int) -> dict:
-    """Read by read, one prompt's generated tokens and each position's largest latents at every hook."""
-    reads = []
-    for r, x in enumerate(inputs):
-        entry = {"tokens": _tokens(tokenizer, x[b, p:].tolist(), mask_id), "latents": {}}
-        for h, acts in latents.items():
-            vals, idx = acts[r, b].topk(min(top, acts.shape[-1]), dim=-1)
-            entry["latents"][h] = [[[int(i), round(float(v), 3)] for i, v in zip(ii, vv) if v > 0]
-                                   for ii, vv in zip(idx.tolist(), vals.tolist())]
-        reads.append(entry)
-    return {"reads": reads}
-
-
-def decoding_order(cfg: OrderConfig, show_progress: bool = True) -> dict:
-    """Run the analysis (module docstring); write OUT/order.json and OUT/order.html; return the result."""
+def decoding_order(cfg: OrderConfig, resume: bool = False, overwrite: bool = False, show_progress: bool = True) -> dict:
+    """Run the analysis (module docstring); write OUT/order.json, order.md and order.html; return the result.
+    A finished run directory is reused (its SAEs kept, its results written again); a stopped one needs `resume`,
+    or `overwrite` to start again."""
     from tqdm.auto import tqdm
 
     from interp.loading import load_model
     from interp.rundir import RunDir
     from interp.seeds import numpy_generator, torch_generator
     from interp.tasks import make_examples
+
+    from .steering import n_ctx
 
     cfg.validate()
     loaded = load_model(cfg.model)
@@ -294,20 +337,20 @@ def decoding_order(cfg: OrderConfig, show_progress: bool = True) -> dict:
     layers = cfg.layers or list(range(n_layers))
     hooks = [f"blocks.{l}.hook_resid_post" for l in layers]
     examples = make_examples(cfg.task, "test", cfg.n, cfg.seed, at_most=True, tokenizer=loaded.tokenizer)
-    tok, mask_id = loaded.tokenizer, loaded.tokenizer.mask_token_id
+    tok = loaded.tokenizer
     prompt_ids = tok([e.clean for e in examples])["input_ids"]
-    from .steering import n_ctx
-
     if (longest := max(map(len, prompt_ids))) + cfg.gen_length > n_ctx(loaded):
         raise InterpError(f"a prompt of {longest} tokens and {cfg.gen_length} generated ones overrun "
                           f"{cfg.model}'s context of {n_ctx(loaded)} tokens; lower --gen-length")
     run = RunDir(cfg.out, "dlm-order", atomic=False)  # holds the SAE run it trains and the results
-    run.check(resume=True, reuse_finished=True)
-    with run.writing(resume=True, reuse_finished=True) as out:
-        saes, sae_source = _saes(cfg, hooks, out, loaded)
+    run.check(resume=resume, overwrite=overwrite, reuse_finished=True)
+    with run.writing(resume=resume, overwrite=overwrite, reuse_finished=True) as out:
+        saes, sae_source = _saes(cfg, hooks, out, loaded, resume)
+        _check_memory(cfg, saes)
         groups: dict[int, list[int]] = {}
-        for i, ids in enumerate(prompt_ids):
+        for i, ids in enumerate(prompt_ids):  # a diffusion batch is one length: no padding under bidirectional attention
             groups.setdefault(len(ids), []).append(i)
+        batches = [(p, idx[s:s + cfg.batch_size]) for p, idx in groups.items() for s in range(0, len(idx), cfg.batch_size)]
         result = {"config": asdict(cfg), "layers": layers, "hooks": hooks, "sae": sae_source,
                   "prompts": [e.clean for e in examples], "labels": [str(e.label) for e in examples],
                   "strategies": {}}
@@ -321,20 +364,19 @@ def decoding_order(cfg: OrderConfig, show_progress: bool = True) -> dict:
             stability = np.full(len(examples), np.nan)
             correct = np.zeros(len(examples), dtype=bool)
             generated, trajectories = [""] * len(examples), {}
-            for p, idx in groups.items():
+            for p, idx in batches:
                 ids = torch.tensor([prompt_ids[i] for i in idx])
-                outs, inputs, latents = decode_with_reads(loaded, saes, ids, cfg, strategy, gen)
+                keep = tuple(j for j, i in enumerate(idx) if i < cfg.trajectories)
+                outs, stats, kept = decode_with_reads(loaded, saes, ids, cfg, strategy, gen, keep)
                 correct[idx] = answer_correct(tok, outs, p, [examples[i].label for i in idx]).numpy()
-                per_hook = [position_stats(inputs, latents[h], mask_id, p, cfg.top) for h in hooks]
-                for h, st in zip(hooks, per_hook):
+                for h, st in stats.items():
                     sums[h] = _add(sums[h], st["curves"])
                     jumps[h].append(st["jump"].flatten())
                     drifts[h].append(st["drift"].flatten())
-                stability[idx] = _nanmean(torch.stack([st["per_prompt"] for st in per_hook]).numpy())
+                stability[idx] = _nanmean(torch.stack([st["per_prompt"] for st in stats.values()]).numpy())
                 for j, i in enumerate(idx):
                     generated[i] = tok.decode(outs[j, p:].tolist())
-                    if i < cfg.trajectories:
-                        trajectories[str(i)] = _trajectory(tok, inputs, latents, j, p, cfg.top, mask_id)
+                trajectories.update({str(idx[j]): t for j, t in kept.items()})
                 bar.update(len(idx))
             rows += [(strategy, i, stability[i], correct[i]) for i in range(len(examples))]
             result["strategies"][strategy] = {

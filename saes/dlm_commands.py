@@ -16,11 +16,13 @@ dlm_app = typer.Typer(help="Diffusion-LM analyses through SAEs (DLM-Scope).", no
 
 @dlm_app.command("order")
 @command(OrderConfig)
-def order_cmd(cfg: OrderConfig) -> None:
+def order_cmd(cfg: OrderConfig,
+              resume: bool = typer.Option(False, help="continue a stopped run (and the SAE training it began)"),
+              overwrite: bool = typer.Option(False, help="start a stopped run again (only a run interp made)")) -> None:
     """Decoding order: each remasking strategy's latent stability while masked, drift after decoding, accuracy."""
     from .decoding_order import decoding_order, markdown_table
 
-    result = decoding_order(cfg)
+    result = decoding_order(cfg, resume=resume, overwrite=overwrite)
     console.print(markdown_table(result), markup=False, highlight=False)
     console.print(f"Does stability while masked predict accuracy? {result['prediction']['verdict']}",
                   markup=False, highlight=False, soft_wrap=True)

@@ -166,6 +166,15 @@ def test_order_refuses_bad_input(cli, small_sae, tmp_path):
     one_line_error(cli("dlm", "order", "--model", "pythia-mini", "--out", out), "autoregressive")
     one_line_error(cli("dlm", "order", "--strategy", "lowest", "--out", out), "unknown strategy 'lowest'")
     one_line_error(cli("dlm", "order", "--layer", "9", "--sae", small_sae, "--out", out), "layers 0..3")
-    one_line_error(cli("dlm", "order", "--layer", "0", "--sae", small_sae, "--out", out), "pass --layer")
     one_line_error(cli("dlm", "order", "--gen-length", "6", "--block-length", "4", "--out", out), "multiple")
-    assert not out.exists() or not (out / "order.json").exists()
+    one_line_error(cli("dlm", "order", "--batch-size", "4096", "--gen-length", "64", "--sae", small_sae,
+                       "--layer", "1,3", "--out", out), "lower --batch-size")
+    one_line_error(cli("dlm", "order", "--layer", "0", "--sae", small_sae, "--out", out, "--resume"), "pass --layer")
+    assert not (out / "order.json").exists()
+    # the --layer 0 refusal came after the run directory was opened: it is a stopped run now, kept for --resume
+    small = ["dlm", "order", "--layer", "1", "--sae", small_sae, "--n", "2", "--gen-length", "2", "--permutations",
+             "5", "--out", out]
+    one_line_error(cli(*small, "--strategy", "random"), "pass --resume")
+    assert cli(*small, "--strategy", "random", "--resume").returncode == 0 and (out / "order.json").exists()
+    again = cli(*small, "--strategy", "entropy", "--overwrite")  # replaced, as asked: the run is ours
+    assert again.returncode == 0 and list(json.loads((out / "order.json").read_text())["strategies"]) == ["entropy"]

@@ -60,9 +60,6 @@ class OrderConfig:
         if self.gen_length % block or self.steps() % (self.gen_length // block):
             raise InterpError(f"gen-length ({self.gen_length}) must be a multiple of block-length ({block}), and "
                               f"denoise-steps ({self.steps()}) of the number of blocks ({self.gen_length // block})")
-        if self.steps() > self.gen_length:
-            raise InterpError(f"denoise-steps ({self.steps()}) is more than gen-length ({self.gen_length}); "
-                              "a step commits at least one token")
         if not self.strategies:
             raise InterpError("--strategy needs at least one value")
         if bad := [s for s in self.strategies if s not in REMASKING]:

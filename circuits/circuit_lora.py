@@ -87,11 +87,11 @@ class CircuitLoRAResult:
 def _circuit(path: Path, cfg: CircuitLoRAConfig, checkpoint: Path | None) -> Circuit:
     """The model's circuit at a checkpoint (None: the base model), cached as JSON."""
     from .discovery import DiscoverConfig, discover
-    from .tracking import load_at
+    from interp.finetune import load_at
 
     if path.exists():
         return Circuit.load(path)
-    loaded = load_at(cfg.model, checkpoint, "lora", dtype=cfg.dtype, device_map=cfg.device_map)
+    loaded = load_at(cfg.model, checkpoint, "lora", dtype=cfg.dtype, device_map=cfg.device_map, hooks_for_edges=True)
     circuit = discover(DiscoverConfig(model=cfg.model, task=cfg.task, n=cfg.n_circuit, n_eval=cfg.n_circuit_eval,
                                       curve=(), seed=cfg.seed),
                        loaded).circuit

@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from interp.errors import InterpError
+from interp.finetune import checkpoints, load_at
 from interp.options import check_fields, opt
 
 from .circuit import Circuit
@@ -44,29 +45,6 @@ class TrackConfig:
 
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs/track") / f"{Path(self.model).name}-{self.task}-{self.method}"
-
-
-def checkpoints(run: Path) -> list[tuple[int, Path | None]]:
-    """(step, directory) for the base model (None) and every saved checkpoint, in step order."""
-    found = [(int(p.name.split("-")[1]), p) for p in (run / "checkpoints").glob("step-*") if p.name[5:].isdigit()]
-    return [(0, None)] + sorted(found)
-
-
-def load_at(model: str, checkpoint: Path | None, method: str, device: str = "cpu", dtype: str = "float32",
-            device_map: str | None = None):
-    """The model at a checkpoint (LoRA merged), with the hooks edge attribution reads."""
-    from interp.loading import load_model, make_bridge
-
-    loaded = load_model(model, bridge=False, device=device, dtype=dtype, device_map=device_map)
-    if checkpoint is not None:
-        if method == "lora":
-            from peft import PeftModel
-
-            loaded.model = PeftModel.from_pretrained(loaded.model, checkpoint).merge_and_unload()
-        else:
-            loaded.model = type(loaded.model).from_pretrained(checkpoint, dtype=loaded.model.dtype).to(device).eval()
-    loaded.bridge = make_bridge(loaded, hooks_for_edges=True, device=device)
-    return loaded
 
 
 def track(cfg: TrackConfig, show_progress: bool = True, overwrite: bool = False) -> dict:
@@ -106,7 +84,7 @@ def _track(cfg: TrackConfig, dcfg, out: Path, show_progress: bool) -> dict:
         if path.exists():
             circuit = Circuit.load(path)
         else:
-            loaded = load_at(cfg.model, ckpt, cfg.method, dcfg.device)
+            loaded = load_at(cfg.model, ckpt, cfg.method, dcfg.device, hooks_for_edges=True)
             circuit = discover(dcfg, loaded).circuit
             circuit.info.update(step=step, finetune_method=cfg.method)
             if cfg.splits:

@@ -283,3 +283,26 @@ def _checkpoint(cfg: FinetuneConfig, model, tok, opt, out: Path, done: int, hist
         tok.save_pretrained(ckpt)  # a full checkpoint is then a model directory any command loads
     save_checkpoint(out / "state.pt", model, opt, done)
     (out / "history.json").write_text(json.dumps(history, indent=2))
+
+
+def checkpoints(run: Path) -> list[tuple[int, Path | None]]:
+    """(step, directory) for the base model (None) and every saved checkpoint, in step order."""
+    found = [(int(p.name.split("-")[1]), p) for p in (run / "checkpoints").glob("step-*") if p.name[5:].isdigit()]
+    return [(0, None)] + sorted(found)
+
+
+def load_at(model: str, checkpoint: Path | None, method: str, device: str = "cpu", dtype: str = "float32",
+            device_map: str | None = None, hooks_for_edges: bool = False):
+    """The model at a fine-tuning checkpoint (None: the base model; a LoRA adapter is merged), hooked."""
+    from .loading import load_model, make_bridge
+
+    loaded = load_model(model, bridge=False, device=device, dtype=dtype, device_map=device_map)
+    if checkpoint is not None:
+        if method == "lora":
+            from peft import PeftModel
+
+            loaded.model = PeftModel.from_pretrained(loaded.model, checkpoint).merge_and_unload()
+        else:
+            loaded.model = type(loaded.model).from_pretrained(checkpoint, dtype=loaded.model.dtype).to(device).eval()
+    loaded.bridge = make_bridge(loaded, hooks_for_edges=hooks_for_edges, device=device)
+    return loaded

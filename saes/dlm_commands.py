@@ -1,4 +1,5 @@
-"""`interp dlm ...`: the diffusion-LM analyses (a thin layer over saes/decoding_order.py)."""
+"""`interp dlm ...`: the diffusion-LM analyses (a thin layer over saes/decoding_order.py, saes/stability.py and
+saes/compare.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from interp.console import console
 from interp.options import command
 
 from .decoding_order import OrderConfig
+from .stability import StabilityConfig
 
 dlm_app = typer.Typer(help="Diffusion-LM analyses through SAEs (DLM-Scope).", no_args_is_help=True)
 
@@ -47,3 +49,17 @@ def policies_cmd(model: str = typer.Option("mdlm-mini", help="a diffusion model"
     table = compare_policies(model, tuple(policies), base, out, resume)
     console.print(policies_table(table), markup=False, highlight=False)
     console.print(f"written to {out / 'policies.md'} and {out / 'policies.json'}")
+
+
+@dlm_app.command("stability")
+@command(StabilityConfig)
+def stability_cmd(cfg: StabilityConfig,
+                  resume: bool = typer.Option(False, help="continue a stopped run (its SAEs and fine-tuning)")) -> None:
+    """The base model's SAE at every fine-tuning checkpoint, a diffusion beside an AR model: EV, ΔCE, L0,
+    firing-frequency correlation, top contexts kept."""
+    from .stability import markdown_table, stability
+
+    result = stability(cfg, resume=resume)
+    console.print(markdown_table(result), markup=False, highlight=False)
+    out = Path(cfg.out)
+    console.print(f"written: {out / 'stability.json'}, {out / 'stability.md'} and {out / 'stability.html'}")

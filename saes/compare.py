@@ -50,13 +50,19 @@ def _compare(models: tuple[str, ...], base: SAETrainConfig, out: Path, resume: b
     return table
 
 
-def decoder_overlap(a, b) -> dict:
-    """How far two SAEs share decoder directions: for each latent of one, the largest cosine with any latent of
-    the other; the mean of that over both SAEs' latents, and the share above 0.9 (the same feature, found twice)."""
+def decoder_overlap(a, b, live_a=None, live_b=None) -> dict:
+    """How far two SAEs share decoder directions: for each (live) latent of one, the largest cosine with any live
+    latent of the other; the mean of that over both SAEs' latents, and the share above 0.9 (the same feature,
+    found twice). A dead latent's direction is an untrained one, so `live_a` / `live_b` (bool per latent) leave
+    them out."""
     import torch
 
     da = torch.nn.functional.normalize(a.W_dec.detach().float(), dim=-1)
     db = torch.nn.functional.normalize(b.W_dec.detach().float(), dim=-1)
+    if live_a is not None:
+        da = da[torch.as_tensor(live_a)]
+    if live_b is not None:
+        db = db[torch.as_tensor(live_b)]
     cos = da @ db.T
     best = torch.cat([cos.max(1).values, cos.max(0).values])
     return {"mean_max_cosine": float(best.mean()), "shared_0.9": float((best > 0.9).float().mean())}
@@ -89,16 +95,29 @@ def compare_policies(model: str = "mdlm-mini", policies: tuple[str, ...] = ("mas
         table = {"policies": {p: _layer_run(replace(base, mask_policy=p), n_layers, out / p, resume)
                               for p in policies}}
         first, second = table["policies"][policies[0]], table["policies"][policies[1]]
-        table["overlap"] = {l: decoder_overlap(load_sae(Path(first[l]["sae"])), load_sae(Path(second[l]["sae"])))
+        table["overlap"] = {l: decoder_overlap(load_sae(Path(first[l]["sae"])), load_sae(Path(second[l]["sae"])),
+                                               _live(first[l]["sae"]), _live(second[l]["sae"]))
                             for l in range(n_layers)}
         (out / "policies.json").write_text(json.dumps(table, indent=2))
         (out / "policies.md").write_text(policies_table(table))
     return table
 
 
+def _live(sae_dir: str) -> list[bool] | None:
+    """Which latents fired on the run's feature-statistics tokens (None when it kept no statistics)."""
+    from interp.errors import InterpError
+
+    from .feature_store import FeatureStore
+
+    try:
+        return FeatureStore(sae_dir).alive
+    except InterpError:
+        return None
+
+
 def policies_table(table: dict) -> str:
     """One row per layer: each policy's EV, masked-token ΔCE, visible-token ΔCE and dead share; then the first
-    two policies' decoder overlap."""
+    two policies' decoder overlap over their live latents."""
     policies = list(table["policies"])
     layers = sorted(int(l) for l in table["overlap"])
     get = lambda d, l: d.get(l, d.get(str(l)))
@@ -106,7 +125,7 @@ def policies_table(table: dict) -> str:
     cols = [("explained_variance", "EV", ".3f"), ("delta_ce", "ΔCE", "+.4f"),
             ("delta_ce_unmasked", "ΔCE visible", "+.4f"), ("dead_fraction", "dead", ".3f")]
     head = ["layer"] + [f"{p} {name}" for p in policies for _, name, _ in cols] + \
-        [f"{policies[0]}/{policies[1]} mean max cos", "shared (cos > 0.9)"]
+        [f"{policies[0]}/{policies[1]} mean max cos (live)", "shared (cos > 0.9)"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for l in layers:
         cells = [str(l)] + [fmt(get(table["policies"][p], l).get(key), f) for p in policies for key, _, f in cols]

@@ -113,19 +113,16 @@ def _model_rows(cfg: StabilityConfig, model: str, out: Path, resume: bool, show_
     from interp.finetune import FinetuneConfig, checkpoints, finetune, load_at
     from interp.loading import load_model
 
-    from .config import SAETrainConfig, default_hook, sae_name
+    from .config import SAETrainConfig, default_hook
     from .evaluate import evaluate_saes
-    from .train import load_sae, train_sae
+    from .train import sae_at
 
     base = load_model(model)
     n_layers = len(base.bridge.blocks)
     if cfg.layer is not None and cfg.layer >= n_layers:
         raise InterpError(f"layer {cfg.layer} does not exist; {model} has layers 0..{n_layers - 1}")
     hook = f"blocks.{cfg.layer}.hook_resid_post" if cfg.layer is not None else default_hook(n_layers)
-    sae_cfg = SAETrainConfig(model=model, hooks=[hook], tokens=cfg.sae_tokens, seed=cfg.seed, out=str(out / "sae"))
-    if not (out / "sae" / "metrics.json").exists():
-        train_sae(sae_cfg, resume=resume, show_progress=show_progress)
-    sae = load_sae(out / "sae" / "saes" / sae_name(hook, sae_cfg.k[0]))
+    sae = sae_at(model, hook, cfg.sae_tokens, cfg.seed, out / "sae", resume, show_progress)
     ft = finetune(FinetuneConfig(model=model, task=cfg.task, steps=cfg.steps, checkpoint_every=cfg.checkpoint_every,
                                  eval_every=cfg.checkpoint_every, seed=cfg.seed, out=str(out / "finetune")),
                   resume=True)
@@ -136,7 +133,7 @@ def _model_rows(cfg: StabilityConfig, model: str, out: Path, resume: bool, show_
                            disable=not show_progress):
         loaded = base if ckpt is None else load_at(model, ckpt, "full")
         m = evaluate_saes(loaded, {"sae": (hook, sae)}, n_tokens=cfg.eval_tokens, seed=cfg.seed,
-                          mask_policy=sae_cfg.mask_policy)["sae"]
+                          mask_policy=SAETrainConfig().mask_policy)["sae"]
         profile = latent_profile(loaded, hook, sae, texts, cfg.top)
         profile0 = profile0 or profile
         rows.append({"step": step, "explained_variance": m["explained_variance"], "delta_ce": m["delta_ce"],

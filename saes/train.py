@@ -192,3 +192,15 @@ def load_sae(path: Path, device: str = "cpu"):
     except Exception as e:  # safetensors / json / shape errors all mean the same thing to the user
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise InterpError(f"cannot load the SAE at {path}: {first}") from None
+
+
+def sae_at(model: str, hook: str, tokens: int, seed: int, out: Path, resume: bool = False,
+           show_progress: bool = True):
+    """The default-recipe SAE of `model` at `hook` in the run `out`: trained there once (`tokens` activations),
+    loaded from there afterwards. The analyses that need an SAE of a base model and were given none use it."""
+    from .config import sae_name
+
+    cfg = SAETrainConfig(model=model, hooks=[hook], tokens=tokens, seed=seed, out=str(out))
+    if not (Path(out) / "metrics.json").exists():
+        train_sae(cfg, resume=resume, show_progress=show_progress)
+    return load_sae(Path(out) / "saes" / sae_name(hook, cfg.k[0]))

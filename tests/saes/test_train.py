@@ -150,6 +150,8 @@ def test_decoder_overlap_by_hand():
     r = 2 ** -0.5
     assert got["mean_max_cosine"] == pytest.approx((1 + r + 1 + r + r + 0) / 6)
     assert got["shared_0.9"] == pytest.approx(2 / 6)
+    live = decoder_overlap(SimpleNamespace(W_dec=a), SimpleNamespace(W_dec=b), [True, False], [True, True, True, False])
+    assert live == {"mean_max_cosine": pytest.approx((1 + 1 + 0 + 0) / 4), "shared_0.9": 0.5}
 
 
 def test_compare_policies_table(tmp_path, cli):

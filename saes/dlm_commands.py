@@ -1,5 +1,5 @@
-"""`interp dlm ...`: the diffusion-LM analyses (a thin layer over saes/decoding_order.py, saes/stability.py and
-saes/compare.py)."""
+"""`interp dlm ...`: the diffusion-LM analyses, a thin layer over saes/decoding_order.py, stability.py,
+steer_eval.py and compare.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from interp.options import command
 
 from .decoding_order import OrderConfig
 from .stability import StabilityConfig
+from .steer_eval import SteerEvalConfig
 
 dlm_app = typer.Typer(help="Diffusion-LM analyses through SAEs (DLM-Scope).", no_args_is_help=True)
 
@@ -63,3 +64,17 @@ def stability_cmd(cfg: StabilityConfig,
     console.print(markdown_table(result), markup=False, highlight=False)
     out = Path(cfg.out)
     console.print(f"written: {out / 'stability.json'}, {out / 'stability.md'} and {out / 'stability.html'}")
+
+
+@dlm_app.command("steer-eval")
+@command(SteerEvalConfig)
+def steer_eval_cmd(cfg: SteerEvalConfig,
+                   resume: bool = typer.Option(False, help="continue a stopped run (its SAE training)")) -> None:
+    """Diffusion-time steering against AR steering: concept gained at matched fluency loss, no LLM judge."""
+    from .steer_eval import markdown_table, steer_eval
+
+    result = steer_eval(cfg, resume=resume)
+    console.print(markdown_table(result), markup=False, highlight=False)
+    console.print(result["verdict"], markup=False, highlight=False, soft_wrap=True)
+    out = Path(cfg.out)
+    console.print(f"written: {out / 'steering.json'}, {out / 'steering.md'} and {out / 'steering.html'}")

@@ -45,9 +45,9 @@ class SteerEvalConfig:
     per_concept: int = opt(2, "latents steered per concept and model", min=1)
     prompts: int = opt(8, "task prompts steered (from the arithmetic families' test splits)", min=1)
     n_tokens: int = opt(12, "generated tokens (diffusion: masks, one committed per step)", min=1)
-    ar_strengths: list[float] = opt(factory=lambda: [0.0, 2.0, 4.0, 8.0, 16.0, 32.0], flag="ar-strength",
+    ar_strengths: list[float] = opt(factory=lambda: [0.0, 4.0, 8.0, 16.0, 32.0, 64.0], flag="ar_strength",
                                     help="AR strengths: multiples of the unit decoder direction")
-    diffusion_amps: list[float] = opt(factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0, 8.0], flag="diffusion-amp",
+    diffusion_amps: list[float] = opt(factory=lambda: [0.0, 16.0, 32.0, 64.0, 128.0, 256.0], flag="diffusion_amp",
                                       help="diffusion amps: multiples of the position's largest SAE activation")
     positions: str = opt("all", "diffusion steering on all positions or where the latent is most active",
                          choices=("all", "active"))

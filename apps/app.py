@@ -28,7 +28,8 @@ def _listing(runs: RunsDir):
         # "location", not "path": gradio_client would take a dict with a "path" key for a file to download
         entry = lambda e: {("location" if k == "path" else k): v for k, v in vars(e).items()}
         return {"saes": [entry(e) for e in now.saes], "circuits": [entry(e) for e in now.circuits],
-                "allocations": now.allocations, "selections": now.selections, "orders": now.orders}
+                "allocations": now.allocations, "selections": now.selections, "orders": now.orders,
+                "steerings": now.steerings}
     return listing
 
 

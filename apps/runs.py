@@ -57,6 +57,7 @@ class Found:
     allocations: list[str]
     selections: list[str]  # unlearning runs' selection.json
     orders: list[str]  # `interp dlm order` runs' order.json
+    steerings: list[str]  # `interp dlm steer-eval` runs' steering.json
 
 
 class RunsDir:
@@ -107,9 +108,9 @@ class RunsDir:
             yield Path(dirpath), [f for f in files if f.endswith(".json") and self._regular(Path(dirpath) / f)]
 
     def scan(self) -> Found:
-        """SAEs (with feature statistics), circuits, allocations, unlearning selections and decoding-order runs,
-        newest first."""
-        saes, circuits, allocations, selections, orders = [], [], [], [], []
+        """SAEs (with feature statistics), circuits, allocations, unlearning selections, decoding-order and
+        steering runs, newest first."""
+        saes, circuits, allocations, selections, orders, steerings = [], [], [], [], [], []
         for d, files in self._walk():
             if "cfg.json" in files and "features.json" in files and d.parent.name == "saes":
                 saes.append(self._sae(d))
@@ -120,12 +121,14 @@ class RunsDir:
                     selections.append(((d / f).stat().st_mtime, self.rel(d / f)))
                 elif f == "order.json":
                     orders.append(((d / f).stat().st_mtime, self.rel(d / f)))
+                elif f == "steering.json":
+                    steerings.append(((d / f).stat().st_mtime, self.rel(d / f)))
                 elif f not in NOT_CIRCUITS and (entry := self._circuit(d / f)):
                     circuits.append(entry)
         saes.sort(key=lambda e: -e.mtime)
         circuits.sort(key=lambda e: (-e.mtime, e.path))
         newest = lambda found: [p for _, p in sorted(found, reverse=True)]
-        return Found(saes, circuits, newest(allocations), newest(selections), newest(orders))
+        return Found(saes, circuits, newest(allocations), newest(selections), newest(orders), newest(steerings))
 
     def _circuit(self, p: Path) -> CircuitEntry | None:
         """The circuit in JSON file `p`, or None when its "format" field names no circuit (or it is no JSON)."""

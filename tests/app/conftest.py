@@ -1,6 +1,7 @@
 """A runs directory as the CLI leaves it: a short real SAE run on each zoo model (with feature statistics), two
-circuits of pythia-mini on add_sub, and a CircuitLoRA allocation between them. One SAE copy has tokens that
-are HTML (as a hub tokenizer's vocabulary can) to prove they are escaped."""
+circuits of pythia-mini on add_sub, a CircuitLoRA allocation between them, an unlearning selection, and short
+decoding-order and steering runs. One SAE copy has tokens that are HTML (as a hub tokenizer's vocabulary can)
+to prove they are escaped."""
 
 import json
 import shutil
@@ -21,8 +22,12 @@ def runs_dir(tmp_path_factory):
     from interp.loading import load_model
     from saes import SAETrainConfig, train_sae
     from saes.feature_store import FeatureStore, write_features
+    from saes.steer_eval import SteerEvalConfig, steer_eval
 
     root = tmp_path_factory.mktemp("runs")
+    # a short steering comparison first: the SAEs it trains are then older than the ones below, which the app opens
+    steer_eval(SteerEvalConfig(sae_tokens=4096, per_concept=1, prompts=2, n_tokens=4, ar_strengths=[0.0, 32.0],
+                               diffusion_amps=[0.0, 64.0], out=str(root / "dlm-steer")), show_progress=False)
     short = dict(k=[8], tokens=16 * 1024, batch_size=1024, lr=3e-3, eval_tokens=4096, feature_tokens=4096)
     for model in ("pythia-mini", "mdlm-mini"):
         train_sae(SAETrainConfig(model=model, out=str(root / "sae" / model), **short), show_progress=False)

@@ -33,12 +33,15 @@ def plot(value) -> dict:
 
 def test_listing_finds_every_run(client):
     runs = client.predict(api_name="/runs")
-    assert {s["location"] for s in runs["saes"]} == {AR, DLM, HTML_SAE}
+    steer = {f"dlm-steer/{m}/sae/saes/blocks.2.hook_resid_post-k32" for m in ("mdlm-mini", "pythia-mini")}
+    assert {s["location"] for s in runs["saes"]} == {AR, DLM, HTML_SAE} | steer
+    assert {s["location"] for s in runs["saes"][-2:]} == steer  # the oldest
     assert {c["location"] for c in runs["circuits"]} == {EAP_IG, EAP}
     assert runs["allocations"] == ["circuit-lora/allocation.json"]
     assert runs["selections"] == ["unlearn/selection.json"]
     assert runs["orders"] == ["dlm-order/order.json"]
-    assert all(s["d_sae"] == 2048 and s["k"] == 8 for s in runs["saes"])
+    assert runs["steerings"] == ["dlm-steer/steering.json"]
+    assert all(s["d_sae"] == 2048 and s["k"] == (32 if s["location"] in steer else 8) for s in runs["saes"])
 
 
 def test_feature_table_sorted_and_dead_marked(client, store):
@@ -154,6 +157,18 @@ def test_decoding_order_curves_and_trajectory(client, runs_dir):
         client.predict("dlm-order/order.json", "entropy", "3", "blocks.2.hook_resid_post", api_name="/order_trajectory")
     with pytest.raises(Exception, match="not an order.json"):
         client.predict(EAP_IG, api_name="/order_curves")
+
+
+def test_steering_curves(client, runs_dir):
+    result = json.loads((runs_dir / "dlm-steer" / "steering.json").read_text())
+    fig, table = client.predict("dlm-steer/steering.json", api_name="/steering_curves")
+    traces = plot(fig)["data"]
+    assert len(traces) == 2
+    for trace, m in zip(traces, result["methods"].values()):
+        assert trace["x"] == [c["fluency_loss"] for c in m["curve"]] and trace["y"] == [c["concept_gain"] for c in m["curve"]]
+    assert table.count("<tr>") == 1 + 4 and html.escape(result["verdict"]) in table
+    with pytest.raises(Exception, match="not a steering.json"):
+        client.predict("dlm-order/order.json", api_name="/steering_curves")
 
 
 def test_unlearning_selection(client, runs_dir):

@@ -11,13 +11,13 @@ def test_every_tab_registered_in_page_order(tmp_path):
     from apps.app import build_app
     from apps.tabs import TABS
 
-    assert [t.title for t in TABS] == ["Features", "Circuits", "Unlearning"]
+    assert [t.title for t in TABS] == ["Features", "Circuits", "Unlearning", "Diffusion"]
     config = build_app(tmp_path).get_config_file()
     tabs = [c["props"]["label"] for c in config["components"] if c["type"] == "tabitem"]
-    assert tabs == ["Features", "Circuits", "Unlearning"]
+    assert tabs == ["Features", "Circuits", "Unlearning", "Diffusion"]
     apis = {d["api_name"] for d in config["dependencies"] if d["api_visibility"] == "public"}
     assert apis == {"feature_table", "feature_page", "test_text", "search", "steer", "circuit", "compare",
-                    "allocation", "unlearn_features", "runs"}
+                    "allocation", "unlearn_features", "order_curves", "order_trajectory", "steering_curves", "runs"}
 
 
 def test_circuits_are_found_by_their_format_field(tmp_path):

@@ -1,5 +1,6 @@
-"""The decoding-order views: an `interp dlm order` run's stability curves, and one prompt's denoising trajectory
-(each read's tokens, and each generated position's largest latents at one layer)."""
+"""The diffusion views: an `interp dlm order` run's stability curves, one prompt's denoising trajectory (each
+read's tokens, and each generated position's largest latents at one layer), and an `interp dlm steer-eval` run's
+steering curves."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from .html import esc
 from .runs import RunsDir, _read_json
 
 
-class OrderViews:
+class DiffusionViews:
     def __init__(self, runs: RunsDir):
         self.runs = runs
 
@@ -69,3 +70,17 @@ class OrderViews:
             label = "finished" if r == len(traj["reads"]) - 1 else f"step {r + 1}"
             rows.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
         return head + f"<table class='trajectory'>{''.join(rows)}</table>"
+
+    def steering(self, rel: str):
+        """Concept gained against fluency lost per steering method (plotly), with the table and the verdict."""
+        from saes.steer_eval import markdown_table, steering_figure
+
+        path = self.runs.path(rel)
+        result = _read_json(path) if path.name == "steering.json" else None
+        if not isinstance(result, dict) or not {"methods", "verdict", "config"} <= result.keys():
+            raise InterpError(f"{rel} is not a steering.json of `interp dlm steer-eval` in the runs directory")
+        rows = [line.strip("|").split("|") for line in markdown_table(result).splitlines()[2:]]
+        table = "".join("<tr>" + "".join(f"<td>{esc(c.strip())}</td>" for c in r) + "</tr>" for r in rows)
+        head = ("<tr><th>method</th><th>strength</th><th>concept gained</th><th>re-read gained</th>"
+                "<th>fluency lost (other)</th><th>fluency lost (own)</th></tr>")
+        return steering_figure(result), f"<table class='order'>{head}{table}</table><p>{esc(result['verdict'])}</p>"

@@ -33,7 +33,7 @@ CONCEPTS = {
     "numbers 100-999": lambda s: s.isdigit() and 100 <= int(s) <= 999,
     "operators": lambda s: s in {"+", "-", "*", "/", "plus", "minus", "times"},
 }
-BUDGETS = (0.25, 0.5, 1.0)  # fluency losses (nats of log-perplexity under the other model) compared at
+BUDGETS = (0.5, 1.0, 2.0, 4.0, 8.0)  # fluency losses (nats of log-perplexity under the other model) compared at
 
 
 @dataclass

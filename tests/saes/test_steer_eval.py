@@ -69,7 +69,7 @@ def test_short_comparison_writes_its_curves(tmp_path):
         m = result["methods"][method]
         assert len(m["latents"]) == 4 and len(m["rows"]) == 8 and [c["strength"] for c in m["curve"]][0] == 0
         assert m["curve"][0]["concept_gain"] == m["curve"][0]["fluency_loss"] == 0
-        assert set(m["matched"]) == {"0.25", "0.5", "1.0"}
+        assert set(m["matched"]) == {"0.5", "1.0", "2.0", "4.0", "8.0"}
     saved = json.loads((tmp_path / "s" / "steering.json").read_text())
     assert saved["verdict"] == result["verdict"] and "nats" in result["verdict"]
     assert (tmp_path / "s" / "steering.html").stat().st_size > 1000

@@ -144,7 +144,8 @@ def position_stats(inputs: list[torch.Tensor], latents: torch.Tensor, mask_id: i
 
 def _top_latents(acts: torch.Tensor, top: int) -> list:
     vals, idx = acts.topk(min(top, acts.shape[-1]), dim=-1)
-    return [[[int(i), round(float(v), 3)] for i, v in zip(ii, vv) if v > 0] for ii, vv in zip(idx.tolist(), vals.tolist())]
+    return [[[int(i), round(float(v), 3)] for i, v in zip(ii, vv) if v > 0]
+            for ii, vv in zip(idx.tolist(), vals.tolist())]
 
 
 @torch.no_grad()
@@ -345,9 +346,10 @@ def decoding_order(cfg: OrderConfig, resume: bool = False, overwrite: bool = Fal
         saes, sae_source = _saes(cfg, hooks, out, loaded, resume)
         _check_memory(cfg, saes)
         groups: dict[int, list[int]] = {}
-        for i, ids in enumerate(prompt_ids):  # a diffusion batch is one length: no padding under bidirectional attention
+        for i, ids in enumerate(prompt_ids):  # a diffusion batch is one length (bidirectional attention: no padding)
             groups.setdefault(len(ids), []).append(i)
-        batches = [(p, idx[s:s + cfg.batch_size]) for p, idx in groups.items() for s in range(0, len(idx), cfg.batch_size)]
+        batches = [(p, idx[s:s + cfg.batch_size]) for p, idx in groups.items()
+                   for s in range(0, len(idx), cfg.batch_size)]
         result = {"config": asdict(cfg), "layers": layers, "hooks": hooks, "sae": sae_source,
                   "prompts": [e.clean for e in examples], "labels": [str(e.label) for e in examples],
                   "strategies": {}}
@@ -475,7 +477,8 @@ def order_figure(result: dict):
     cfg = result["config"]
     fig.update_xaxes(title_text="denoising step (read t-1 to read t)", row=len(MEASURES))
     fig.update_layout(template="plotly_white", height=260 * len(MEASURES), hovermode="x unified",
-                      title=f"{cfg['model']} · {cfg['task']} · {cfg['gen_length']} tokens in {cfg['denoise_steps'] or cfg['gen_length']} "
+                      title=f"{cfg['model']} · {cfg['task']} · {cfg['gen_length']} tokens in "
+                            f"{cfg['denoise_steps'] or cfg['gen_length']} "
                             f"steps · SAE latents between consecutive reads (mean over layers {result['layers']})")
     return fig
 

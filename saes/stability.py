@@ -37,6 +37,7 @@ class StabilityConfig:
     sae_tokens: int = opt(200_000, "training activations of each base model's SAE", min=1)
     eval_tokens: int = opt(8192, "held-out tokens for EV, ΔCE and L0 at each checkpoint", min=1)
     prompts: int = opt(32, "test prompts per arithmetic family for frequencies and top contexts", min=1)
+    n_eval: int = opt(200, "test examples per task-accuracy evaluation of the fine-tuning loop", min=1)
     top: int = opt(10, "top contexts per latent", min=1)
     seed: int = opt(0, "seed of every random stream of the run", min=0)
     out: str = opt("runs/dlm-stability", "run directory (stability.json, .md, .html; per model sae/ and finetune/)")
@@ -77,8 +78,8 @@ def latent_profile(loaded, hook: str, sae, texts: list[tuple[str, int]], top: in
     live_fams = torch.where(best > -torch.inf, best_fam, -1)
     n_fam, ranks = int(max(f for _, f in texts)) + 1, torch.arange(top)
     # most contexts wins; a tie goes to the family of the stronger context
-    score = torch.stack([(live_fams == f).sum(1) * (top + 1) + top - torch.where(live_fams == f, ranks, top).min(1).values
-                         for f in range(n_fam)], 1)
+    first = lambda f: torch.where(live_fams == f, ranks, top).min(1).values  # rank of the family's first context
+    score = torch.stack([(live_fams == f).sum(1) * (top + 1) + top - first(f) for f in range(n_fam)], 1)
     return {"frequency": (fired / max(total, 1)).tolist(),
             "token": torch.where(alive, best_tok[:, 0], -1).tolist(),
             "family": torch.where(alive, score.argmax(1), -1).tolist()}
@@ -124,7 +125,8 @@ def _model_rows(cfg: StabilityConfig, model: str, out: Path, resume: bool, show_
     hook = f"blocks.{cfg.layer}.hook_resid_post" if cfg.layer is not None else default_hook(n_layers)
     sae = sae_at(model, hook, cfg.sae_tokens, cfg.seed, out / "sae", resume, show_progress)
     ft = finetune(FinetuneConfig(model=model, task=cfg.task, steps=cfg.steps, checkpoint_every=cfg.checkpoint_every,
-                                 eval_every=cfg.checkpoint_every, seed=cfg.seed, out=str(out / "finetune")),
+                                 eval_every=cfg.checkpoint_every, n_eval=cfg.n_eval, seed=cfg.seed,
+                                 out=str(out / "finetune")),
                   resume=True)
     accuracy = {h["step"]: h["accuracy"] for h in ft.history} | {0: ft.accuracy_before}
     texts = _texts(base.tokenizer, cfg.prompts, cfg.seed)

@@ -34,7 +34,8 @@ class DiffusionTab(Tab):
             self.steer_table = gr.HTML(elem_id="steering-table")
         self.steer_run.change(shown(self.views.steering), self.steer_run, [self.steer_plot, self.steer_table],
                               api_name="steering_curves")
-        self.order.change(shown(self._open), self.order, [self.plot, self.summary, self.strategy, self.prompt, self.hook],
+        self.order.change(shown(self._open), self.order,
+                          [self.plot, self.summary, self.strategy, self.prompt, self.hook],
                           api_name="order_curves")
         pick = [self.order, self.strategy, self.prompt, self.hook]
         show = shown(self.views.trajectory)

@@ -63,7 +63,7 @@ def test_latent_profile_matches_brute_force(tok, tmp_path):
 
 
 def test_short_run_on_both_models(tmp_path):
-    cfg = StabilityConfig(steps=4, checkpoint_every=2, sae_tokens=4096, eval_tokens=1024, prompts=2, top=3,
+    cfg = StabilityConfig(steps=4, checkpoint_every=2, sae_tokens=4096, eval_tokens=1024, prompts=2, top=3, n_eval=16,
                           out=str(tmp_path / "s"))
     result = stability(cfg, show_progress=False)
     assert list(result["models"]) == ["mdlm-mini", "pythia-mini"]

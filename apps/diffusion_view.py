@@ -46,6 +46,8 @@ class DiffusionViews:
         runs = result["strategies"].get(strategy)
         if runs is None:
             raise InterpError(f"{rel} has no strategy {strategy!r}; it has {', '.join(result['strategies'])}")
+        if prompt in (None, "") and not runs["trajectories"]:
+            return "<p>this run kept no trajectories (<code>--trajectories 0</code>)</p>"
         traj = runs["trajectories"].get(str(prompt))
         if traj is None:
             raise InterpError(f"prompt {prompt!r} has no trajectory in {rel}; kept: "

@@ -54,3 +54,18 @@ def test_a_circuit_label_takes_any_model_value(tmp_path, model):
 
     (tmp_path / "c.json").write_text(json.dumps({**CIRCUIT, "model": model}))
     assert RunsDir(tmp_path).scan().circuits[0].label == f"{model} · t · c.json"
+
+
+def test_a_run_without_trajectories_says_so(tmp_path):
+    from apps.diffusion_view import DiffusionViews
+    from apps.runs import RunsDir
+    from interp.errors import InterpError
+
+    run = {"config": {}, "hooks": ["blocks.0.hook_resid_post"], "prompts": ["p"], "labels": ["1"],
+           "strategies": {"random": {"trajectories": {}, "correct": [False], "accuracy": 0.0}}}
+    (tmp_path / "order.json").write_text(json.dumps(run))
+    views = DiffusionViews(RunsDir(tmp_path))
+    assert views.choices("order.json") == (["random"], [], ["blocks.0.hook_resid_post"])
+    assert "no trajectories" in views.trajectory("order.json", "random", None, "blocks.0.hook_resid_post")
+    with pytest.raises(InterpError, match="no trajectory"):
+        views.trajectory("order.json", "random", "0", "blocks.0.hook_resid_post")

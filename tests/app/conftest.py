@@ -8,6 +8,7 @@ import shutil
 import socket
 
 import pytest
+from filelock import FileLock
 
 XSS_TOKEN = "<script>alert('x')</script>"
 XSS_ATTR = '"><img src=x onerror=alert(1)>'
@@ -15,7 +16,19 @@ SAE = "blocks.2.hook_resid_post-k8"
 
 
 @pytest.fixture(scope="session")
-def runs_dir(tmp_path_factory):
+def runs_dir(tmp_path_factory, worker_id):
+    """Built once per test session: xdist workers share it through a lock (the app only reads it)."""
+    if worker_id == "master":
+        return build_runs(tmp_path_factory.mktemp("runs"))
+    root = tmp_path_factory.getbasetemp().parent / "app-runs"
+    with FileLock(f"{root}.lock"):
+        if not (root / ".built").exists():
+            build_runs(root)
+            (root / ".built").touch()
+    return root
+
+
+def build_runs(root):
     from circuits.allocation import allocate
     from circuits.discovery import DiscoverConfig, discover, write_circuit
     from interp.finetune import FinetuneConfig, target_modules
@@ -24,7 +37,7 @@ def runs_dir(tmp_path_factory):
     from saes.feature_store import FeatureStore, write_features
     from saes.steer_eval import SteerEvalConfig, steer_eval
 
-    root = tmp_path_factory.mktemp("runs")
+    root.mkdir(parents=True, exist_ok=True)
     # a short steering comparison first: the SAEs it trains are then older than the ones below, which the app opens
     steer_eval(SteerEvalConfig(sae_tokens=4096, per_concept=1, prompts=2, n_tokens=4, ar_strengths=[0.0, 32.0],
                                diffusion_amps=[0.0, 64.0], out=str(root / "dlm-steer")), show_progress=False)

@@ -93,7 +93,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/unlearn-sweep")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0])
     ap.add_argument("--n-eval", type=int, default=200,
-                    help="test prompts per task (200 made the table in docs/unlearning-variants.md)")
+                    help="test prompts per task (200 made the table in docs/results/unlearning-variants.md)")
     ap.add_argument("--only", nargs="*", help="variant names; one that names none is taken as a start (default: all)")
     args = ap.parse_args()
     out = Path(args.out)

@@ -353,39 +353,18 @@ def decoding_order(cfg: OrderConfig, resume: bool = False, overwrite: bool = Fal
         result = {"config": asdict(cfg), "layers": layers, "hooks": hooks, "sae": sae_source,
                   "prompts": [e.clean for e in examples], "labels": [str(e.label) for e in examples],
                   "strategies": {}}
-        rows = []  # (strategy, prompt, stability, correct)
+        strategy, stability, correct = [], [], []  # per (strategy, prompt), for the permutation test
         bar = tqdm(total=len(cfg.strategies) * len(examples), desc="decoding order", unit="prompt",
                    disable=not show_progress)
-        for si, strategy in enumerate(cfg.strategies):
+        for si, name in enumerate(cfg.strategies):
             gen = torch_generator(cfg.seed, "dlm-order/remasking", si)
-            sums = {h: None for h in hooks}
-            jumps, drifts = {h: [] for h in hooks}, {h: [] for h in hooks}
-            stability = np.full(len(examples), np.nan)
-            correct = np.zeros(len(examples), dtype=bool)
-            generated, trajectories = [""] * len(examples), {}
-            for p, idx in batches:
-                ids = torch.tensor([prompt_ids[i] for i in idx])
-                keep = tuple(j for j, i in enumerate(idx) if i < cfg.trajectories)
-                outs, stats, kept = decode_with_reads(loaded, saes, ids, cfg, strategy, gen, keep)
-                correct[idx] = answer_correct(tok, outs, p, [examples[i].label for i in idx]).numpy()
-                for h, st in stats.items():
-                    sums[h] = _add(sums[h], st["curves"])
-                    jumps[h].append(st["jump"].flatten())
-                    drifts[h].append(st["drift"].flatten())
-                stability[idx] = _nanmean(torch.stack([st["per_prompt"] for st in stats.values()]).numpy())
-                for j, i in enumerate(idx):
-                    generated[i] = tok.decode(outs[j, p:].tolist())
-                trajectories.update({str(idx[j]): t for j, t in kept.items()})
-                bar.update(len(idx))
-            rows += [(strategy, i, stability[i], correct[i]) for i in range(len(examples))]
-            result["strategies"][strategy] = {
-                "accuracy": float(correct.mean()), "correct": correct.tolist(), "generated": generated,
-                "stability": [None if np.isnan(s) else float(s) for s in stability],
-                "layers": {h: _summary(sums[h], torch.cat(jumps[h]), torch.cat(drifts[h])) for h in hooks},
-                "trajectories": trajectories}
+            one = _decode_all(loaded, saes, cfg, name, gen, examples, prompt_ids, batches, hooks, bar)
+            result["strategies"][name] = one
+            strategy += [name] * len(examples)
+            stability += one["stability"]
+            correct += one["correct"]
         bar.close()
-        strategy = np.array([r[0] for r in rows])
-        pred = predictiveness(np.array([r[2] for r in rows]), np.array([r[3] for r in rows]), strategy,
+        pred = predictiveness(np.array(stability, dtype=float), np.array(correct), np.array(strategy),
                               numpy_generator(cfg.seed, "dlm-order/permutation"), cfg.permutations)
         accuracy = {s: v["accuracy"] for s, v in result["strategies"].items()}
         result["prediction"] = dict(pred, verdict=verdict(pred, accuracy))
@@ -491,3 +470,32 @@ def write_results(result: dict, out: Path) -> None:
     tmp = out / "order.html.tmp"
     order_figure(result).write_html(tmp, include_plotlyjs="directory")
     tmp.replace(out / "order.html")
+
+
+def _decode_all(loaded, saes, cfg: OrderConfig, strategy: str, gen, examples, prompt_ids, batches, hooks, bar) -> dict:
+    """One strategy over every prompt batch: accuracy, generations, per-prompt stability, per-layer curves and the
+    kept trajectories."""
+    tok = loaded.tokenizer
+    sums = {h: None for h in hooks}
+    jumps, drifts = {h: [] for h in hooks}, {h: [] for h in hooks}
+    stability = np.full(len(examples), np.nan)
+    correct = np.zeros(len(examples), dtype=bool)
+    generated, trajectories = [""] * len(examples), {}
+    for p, idx in batches:
+        ids = torch.tensor([prompt_ids[i] for i in idx])
+        keep = tuple(j for j, i in enumerate(idx) if i < cfg.trajectories)
+        outs, stats, kept = decode_with_reads(loaded, saes, ids, cfg, strategy, gen, keep)
+        correct[idx] = answer_correct(tok, outs, p, [examples[i].label for i in idx]).numpy()
+        for h, st in stats.items():
+            sums[h] = _add(sums[h], st["curves"])
+            jumps[h].append(st["jump"].flatten())
+            drifts[h].append(st["drift"].flatten())
+        stability[idx] = _nanmean(torch.stack([st["per_prompt"] for st in stats.values()]).numpy())
+        for j, i in enumerate(idx):
+            generated[i] = tok.decode(outs[j, p:].tolist())
+        trajectories.update({str(idx[j]): t for j, t in kept.items()})
+        bar.update(len(idx))
+    return {"accuracy": float(correct.mean()), "correct": correct.tolist(), "generated": generated,
+            "stability": [None if np.isnan(s) else float(s) for s in stability],
+            "layers": {h: _summary(sums[h], torch.cat(jumps[h]), torch.cat(drifts[h])) for h in hooks},
+            "trajectories": trajectories}

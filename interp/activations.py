@@ -5,6 +5,12 @@ Diffusion path (DLM-Scope): per model batch a mask ratio p ~ U[min, max]; every 
 becomes `<mask>` with probability p; the policy names the positions kept: `mask` (masked positions, the
 DLM-Scope default), `unmask` (visible positions, the first included), `all`, or `clean` (no masking,
 every position). Autoregressive models keep every position.
+
+Special positions (position 0, and every position holding a special token: BOS, EOS, pad) are dropped from
+either path by default: position 0 is an attention sink whatever its token, its norm can be a hundred times
+the others' and it would hold nearly all the variance an SAE is trained and judged on. sae-lens drops the
+special tokens (`exclude_special_tokens`), sparsify takes a list (`exclude_tokens`); `keep_special_positions`
+keeps them.
 """
 
 from __future__ import annotations
@@ -73,6 +79,18 @@ def mask_batch(ids: torch.Tensor, mask_id: int, ratio: tuple[float, float], poli
     return inputs, keep
 
 
+def special_token_ids(tokenizer) -> torch.Tensor:
+    """The ids of the tokenizer's special tokens (BOS, EOS, pad, unk, mask, ...)."""
+    return torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+
+
+def ordinary_positions(ids: torch.Tensor, special_ids: torch.Tensor) -> torch.Tensor:
+    """[B, T] True where the token is not special and the position is not the first (the sink)."""
+    keep = ~torch.isin(ids, special_ids.to(ids.device))
+    keep[:, 0] = False
+    return keep
+
+
 @dataclass
 class StreamConfig:
     hooks: list[str]
@@ -85,6 +103,7 @@ class StreamConfig:
     diffusion: bool = False
     mask_policy: str = "mask"
     mask_ratio: tuple[float, float] = (0.05, 0.5)
+    keep_special_positions: bool = False
 
 
 class ActivationStream:
@@ -113,6 +132,7 @@ class ActivationStream:
         self.next_batch = start_batch + self.comm.rank  # the index of this rank's next model batch
         self.shuffle = torch_generator(cfg.seed, "activations/shuffle", start_batch)
         self.pending: list[torch.Tensor] = []
+        self.special_ids = special_token_ids(tokenizer)
 
     def model_batch(self, ids: torch.Tensor | None = None, index: int = 0) -> tuple[torch.Tensor, torch.Tensor,
                                                                                      torch.Tensor]:
@@ -122,6 +142,8 @@ class ActivationStream:
         if self.cfg.diffusion:
             gen = torch_generator(self.cfg.seed, "activations/masks", index)
             inputs, keep = mask_batch(ids, self.tokenizer.mask_token_id, self.cfg.mask_ratio, self.cfg.mask_policy, gen)
+        if not self.cfg.keep_special_positions:
+            keep = keep & ordinary_positions(ids, self.special_ids)
         device = next(self.bridge.parameters()).device
         with torch.no_grad():
             _, cache = self.bridge.run_with_cache(inputs.to(device), names_filter=self.hooks, stop_at_layer=self.stop)

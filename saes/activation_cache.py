@@ -30,7 +30,7 @@ FORMAT = 1
 CACHE_JSON = "cache.json"
 STORAGE_DTYPES = ("float32", "bfloat16", "float16")
 # what a cache must agree on with a train-sae run that reads it
-IDENTITY = ("model", "dataset", "context_size", "mask_policy", "mask_ratio")
+IDENTITY = ("model", "dataset", "context_size", "mask_policy", "mask_ratio", "keep_special_positions")
 
 
 @dataclass
@@ -168,6 +168,7 @@ def read_cache(path: str | Path) -> dict:
     if manifest.get("format") != FORMAT:
         raise InterpError(f"{path}: cache format {manifest.get('format')} is not {FORMAT}")
     manifest["rows"] = sum(s["rows"] for s in manifest["shards"])
+    manifest.setdefault("keep_special_positions", True)  # caches that predate the option kept every position
     return manifest
 
 

@@ -37,6 +37,9 @@ class HarvestConfig:
     model_batch: int = opt(64, "sequences per forward pass of the model", min=1)
     mask_policy: str = opt("mask", "diffusion models: positions kept: mask, unmask, all or clean")
     mask_ratio: tuple[float, float] = opt((0.05, 0.5), "diffusion models: mask ratio range MIN MAX")
+    keep_special_positions: bool = opt(False, "train and measure on position 0 and special-token positions (BOS, "
+                                              "EOS, pad) too; by default they are left out: attention sinks whose "
+                                              "norm dwarfs every other position's")
 
     def stream(self, diffusion: bool, **batching):
         """The `StreamConfig` of these options (`batching`: batch_size, buffer_batches)."""
@@ -44,7 +47,8 @@ class HarvestConfig:
 
         return StreamConfig(hooks=self.hooks, dataset=self.dataset, context_size=self.context_size,
                             model_batch=self.model_batch, seed=self.seed, diffusion=diffusion,
-                            mask_policy=self.mask_policy, mask_ratio=self.mask_ratio, **batching)
+                            mask_policy=self.mask_policy, mask_ratio=self.mask_ratio,
+                            keep_special_positions=self.keep_special_positions, **batching)
 
     def validate_harvest(self) -> None:
         check_fields(self)

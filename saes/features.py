@@ -12,6 +12,7 @@ import torch
 from interp.seeds import torch_generator
 
 WINDOW_BEFORE, WINDOW_AFTER = 10, 3
+CHUNK_BYTES = 64 * 2**20  # logit effects are computed for this many bytes of [latents, vocab] at a time
 
 
 def _context(tokens: list[str], ids: torch.Tensor, seq: int, pos: int, latent_acts: dict[int, float],
@@ -25,15 +26,17 @@ def _context(tokens: list[str], ids: torch.Tensor, seq: int, pos: int, latent_ac
 @torch.no_grad()
 def feature_stats(loaded, hook: str, sae, dataset: str = "corpus", context_size: int = 64, n_tokens: int = 65_536,
                   seed: int = 0, model_batch: int = 64, n_top: int = 8, n_quantiles: int = 4, per_quantile: int = 3,
-                  n_logits: int = 8, n_bins: int = 16) -> dict:
-    """Statistics for every latent of `sae` on `n_tokens` corpus tokens (clean inputs, all positions)."""
+                  n_logits: int = 8, n_bins: int = 16, keep_special_positions: bool = False) -> dict:
+    """Statistics for every latent of `sae` on `n_tokens` corpus tokens (clean inputs; the positions training
+    keeps: without position 0 and special tokens unless `keep_special_positions`)."""
     vocab = loaded.tokenizer.convert_ids_to_tokens(list(range(len(loaded.tokenizer))))
-    ids, rows, cols, vals = _activations(loaded, hook, sae, dataset, context_size, n_tokens, seed, model_batch)
-    offset, d_sae = ids.numel(), sae.cfg.d_sae
+    ids, rows, cols, vals, n_kept = _activations(loaded, hook, sae, dataset, context_size, n_tokens, seed,
+                                                 model_batch, keep_special_positions)
+    d_sae = sae.cfg.d_sae
     count = torch.zeros(d_sae).index_add_(0, cols, torch.ones_like(vals))
     total = torch.zeros(d_sae).index_add_(0, cols, vals)
     max_act = torch.zeros(d_sae).scatter_reduce_(0, cols, vals, "amax")
-    logit_w = _logit_effects(loaded, sae)
+    logit_w = _logit_effects(loaded, sae, n_logits)
     gen = torch_generator(seed, "sae-features/examples")
     order = torch.argsort(cols, stable=True)
     rows, cols, vals = rows[order], cols[order], vals[order]
@@ -45,24 +48,25 @@ def feature_stats(loaded, hook: str, sae, dataset: str = "corpus", context_size:
             continue
         r, v = rows[a:b], vals[a:b]
         contexts = _Contexts(vocab, ids, r, v, context_size)
-        entry = {"density": count[l].item() / offset, "mean_act": total[l].item() / count[l].item(),
+        entry = {"density": count[l].item() / n_kept, "mean_act": total[l].item() / count[l].item(),
                  "max_act": max_act[l].item(),
                  "histogram": {"max": max_act[l].item(), "counts": torch.histc(
                      v, bins=n_bins, min=0, max=max(v.max().item(), 1e-6)).long().tolist()},
                  "top": [contexts(i) for i in range(min(n_top, len(v)))],
                  "quantiles": contexts.quantiles(n_quantiles, per_quantile, gen)}
         if logit_w is not None:
-            pos, neg = logit_w[l].topk(n_logits), (-logit_w[l]).topk(n_logits)
-            entry["logits"] = {"positive": [[vocab[i], round(x, 4)] for i, x in zip(pos.indices.tolist(), pos.values.tolist())],
-                               "negative": [[vocab[i], round(-x, 4)] for i, x in zip(neg.indices.tolist(), neg.values.tolist())]}
+            pv, pi, nv, ni = (t[l] for t in logit_w)
+            entry["logits"] = {"positive": [[vocab[i], round(x, 4)] for i, x in zip(pi.tolist(), pv.tolist())],
+                               "negative": [[vocab[i], round(-x, 4)] for i, x in zip(ni.tolist(), nv.tolist())]}
         latents[str(l)] = entry
-    return {"hook": hook, "d_sae": d_sae, "tokens": offset, "density": (count / offset).tolist(),
+    return {"hook": hook, "d_sae": d_sae, "tokens": ids.numel(), "positions": n_kept, "density": (count / n_kept).tolist(),
             "window": [WINDOW_BEFORE, WINDOW_AFTER], "latents": latents}
 
 
-def _activations(loaded, hook, sae, dataset, context_size, n_tokens, seed, model_batch):
-    """(token ids [n_seq, context], and the non-zero latent activations as flat row, latent, value)."""
-    from interp.activations import stop_layer
+def _activations(loaded, hook, sae, dataset, context_size, n_tokens, seed, model_batch, keep_special_positions):
+    """(token ids [n_seq, context], the non-zero latent activations at kept positions as flat row, latent,
+    value, and the number of kept positions)."""
+    from interp.activations import ordinary_positions, special_token_ids, stop_layer
     from interp.datasets import token_batches
     from interp.loading import check_context
 
@@ -71,16 +75,23 @@ def _activations(loaded, hook, sae, dataset, context_size, n_tokens, seed, model
     n_batches = max(1, math.ceil(n_tokens / (context_size * model_batch)))
     batches = token_batches(dataset, loaded.tokenizer, model_batch, context_size, seed, purpose="sae-features")
     all_ids, rows, cols, vals = [], [], [], []
-    offset = 0
+    offset = n_kept = 0
+    special = special_token_ids(loaded.tokenizer)
     for _ in range(n_batches):
         ids = next(batches).to(next(loaded.bridge.parameters()).device)
         _, cache = loaded.bridge.run_with_cache(ids, names_filter=[hook], stop_at_layer=stop)
         feats = sae.encode(cache[hook].flatten(2).flatten(0, 1))
+        if not keep_special_positions:
+            keep = ordinary_positions(ids, special).flatten()
+            feats = feats * keep[:, None]
+            n_kept += int(keep.sum())
+        else:
+            n_kept += len(feats)
         r, c = feats.nonzero(as_tuple=True)
         rows.append(r.cpu() + offset); cols.append(c.cpu()); vals.append(feats[r, c].cpu())
         all_ids.append(ids.cpu())
         offset += len(feats)
-    return torch.cat(all_ids), torch.cat(rows), torch.cat(cols), torch.cat(vals)
+    return torch.cat(all_ids), torch.cat(rows), torch.cat(cols), torch.cat(vals), max(1, n_kept)
 
 
 class _Contexts:
@@ -110,9 +121,11 @@ class _Contexts:
         return out
 
 
-def _logit_effects(loaded, sae) -> torch.Tensor | None:
-    """[d_sae, vocab] direct logit effect of each decoder direction, when the hook lives in d_model and the
-    model's head came from its checkpoint (through a freshly initialised one the effects would be noise)."""
+def _logit_effects(loaded, sae, n: int):
+    """The top `n` positive and negative direct logit effects of each decoder direction, as (positive values,
+    their token ids, negated negative values, their ids), [d_sae, n] each, when the hook lives in d_model and the model's head came from its
+    checkpoint (through a freshly initialised one the effects would be noise). Computed for a block of latents
+    at a time: the whole [d_sae, vocab] matrix is gigabytes for a large vocabulary."""
     if not loaded.head_loaded:
         return None
     # [vocab, d_model]; rows past the tokenizer (a vocabulary padded to a round size) name no token
@@ -120,4 +133,11 @@ def _logit_effects(loaded, sae) -> torch.Tensor | None:
     if W_U.shape[1] != sae.cfg.d_in:
         return None
     W_U = W_U.detach().to(sae.W_dec.device, sae.W_dec.dtype)  # a bfloat16 model's head, an SAE in float32
-    return (sae.W_dec.detach() @ W_U.T).cpu()  # read latent by latent below: once off the GPU
+    n = min(n, len(W_U))
+    block = max(1, CHUNK_BYTES // (4 * len(W_U)))
+    pos, neg = [], []
+    for a in range(0, sae.cfg.d_sae, block):
+        w = sae.W_dec.detach()[a:a + block] @ W_U.T
+        pos.append(w.topk(n)); neg.append((-w).topk(n))
+    cat = lambda parts: (torch.cat([p.values for p in parts]).cpu(), torch.cat([p.indices for p in parts]).cpu())  # noqa: E731
+    return (*cat(pos), *cat(neg))

@@ -71,7 +71,7 @@ def evaluate_run(path: str | Path, model: str | None = None, n_tokens: int | Non
         hooked[name] = (hook, sae)
     # default: the count training evaluated on (config.json records it), so the numbers are reproduced
     metrics = evaluate_saes(loaded, hooked, cfg.dataset, cfg.context_size, n_tokens or cfg.eval_budget(), cfg.seed,
-                            cfg.model_batch, cfg.mask_ratio, cfg.mask_policy)
+                            cfg.model_batch, cfg.mask_ratio, cfg.mask_policy, cfg.keep_special_positions)
     out = path / "metrics.json"
     if out.exists():  # keep what only training knows (tokens, time, dead latents during training)
         old = json.loads(out.read_text())

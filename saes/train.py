@@ -166,13 +166,13 @@ def _finish(cfg, loaded, states, progress: dict, work: Path, train_seconds: floa
         s.sae.save_inference_model(path)
         saes[s.name] = (cfg.hooks[s.hook_index], load_sae(path, cfg.device))
     metrics = evaluate_saes(loaded, saes, cfg.dataset, cfg.context_size, cfg.eval_budget(), cfg.seed, cfg.model_batch,
-                            cfg.mask_ratio, cfg.mask_policy)
+                            cfg.mask_ratio, cfg.mask_policy, cfg.keep_special_positions)
     for s in states:
         hook, sae = saes[s.name]
         metrics[s.name].update(tokens=cfg.steps() * cfg.batch_size, train_seconds=round(train_seconds, 1), **memory,
                                dead_fraction_training=float((s.since_fired >= cfg.dead_tokens).float().mean()))
         stats = feature_stats(loaded, hook, sae, cfg.dataset, cfg.context_size, cfg.feature_budget(), cfg.seed,
-                              cfg.model_batch)
+                              cfg.model_batch, keep_special_positions=cfg.keep_special_positions)
         write_features(stats, work / "saes" / s.name)
     (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (work / "curves.json").write_text(json.dumps(progress["curves"]))

@@ -80,24 +80,27 @@ def forward_batch(loaded, context_size: int, model_batch: int) -> int:
 
 
 def _per_position(logits, spliced_logits, targets):
-    """(ce, ce_spliced, kl) per position [B, T'] for logits [B, T', V], a chunk of rows at a time, so the
-    float32 log-softmax copies never exceed CHUNK_BYTES whatever the vocabulary."""
-    flat, flat_s, t = logits.flatten(0, 1), spliced_logits.flatten(0, 1), targets.flatten()
-    rows = max(1, CHUNK_BYTES // (4 * flat.shape[-1]))
-    out = torch.empty(3, len(t), device=flat.device)
-    for a in range(0, len(t), rows):
-        lp, lq = flat[a:a + rows].float().log_softmax(-1), flat_s[a:a + rows].float().log_softmax(-1)
-        tgt = t[a:a + rows, None]
-        out[0, a:a + rows] = -lp.gather(-1, tgt).squeeze(-1)
-        out[1, a:a + rows] = -lq.gather(-1, tgt).squeeze(-1)
-        out[2, a:a + rows] = (lp.exp() * (lp - lq)).sum(-1)
-    return out.view(3, *targets.shape).unbind(0)
+    """(ce, ce_spliced, kl) per position [B, T'] for the first T' positions of logits [B, T, V], a chunk of
+    rows at a time, so the float32 log-softmax copies never exceed CHUNK_BYTES whatever the vocabulary (and
+    slicing a sequence's rows is a view: no copy of the whole tensor)."""
+    n = targets.shape[1]
+    rows = max(1, CHUNK_BYTES // (4 * logits.shape[-1]))
+    out = torch.empty(3, *targets.shape, device=logits.device)
+    for b in range(len(targets)):
+        for a in range(0, n, rows):
+            z = min(n, a + rows)
+            lp, lq = logits[b, a:z].float().log_softmax(-1), spliced_logits[b, a:z].float().log_softmax(-1)
+            tgt = targets[b, a:z, None]
+            out[0, b, a:z] = -lp.gather(-1, tgt).squeeze(-1)
+            out[1, b, a:z] = -lq.gather(-1, tgt).squeeze(-1)
+            out[2, b, a:z] = (lp.exp() * (lp - lq)).sum(-1)
+    return out.unbind(0)
 
 
 def _loss_terms(logits, spliced_logits, ids, diffusion, masked=None, t=None):
     """Summed ce, ce_spliced and kl with their position counts; for DLMs also the unmasked pair."""
     if not diffusion:
-        ce, ce_s, kl = _per_position(logits[:, :-1], spliced_logits[:, :-1], ids[:, 1:])
+        ce, ce_s, kl = _per_position(logits, spliced_logits, ids[:, 1:])
         return {"ce_clean": ce.sum(), "ce_spliced": ce_s.sum(), "kl": kl.sum(), "n_pos": ce.numel(), "n_kl": ce.numel()}
     ce, ce_s, kl = _per_position(logits, spliced_logits, ids)
     m, u = masked.float(), (~masked).float()

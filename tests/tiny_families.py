@@ -74,7 +74,7 @@ def build(name: str, path: Path, seed: int = 0, **config) -> Path:
     if spec.masked:
         ids["mask_token_id"] = tok.mask_token_id  # BERT's config has no field for it; kept for readers
     kwargs = {k: v for k, v in (spec.kwargs | config).items() if v is not None}
-    config = getattr(transformers, spec.config)(**ids, **kwargs)
+    config = getattr(transformers, spec.config)(**(ids | kwargs))
     torch.manual_seed(seed)
     model = getattr(transformers, spec.model)(config)
     model.save_pretrained(path)

@@ -12,6 +12,7 @@ from interp.loading import check_device_map, torch_dtype
 from interp.options import check_fields, device_map_field, dtype_field, opt, trust_remote_code_field
 
 from .architectures import check_architecture
+from .optimizers import OPTIMIZERS
 
 
 EVAL_FRACTION = 16  # default evaluation tokens: 1/EVAL_FRACTION of the training tokens ...
@@ -70,9 +71,11 @@ class SAETrainConfig(HarvestConfig):
     expansion: int = opt(16, "latents per input dimension when --width is not given", min=1)
     tokens: int = opt(2_000_000, "training activations per SAE", min=1)
     batch_size: int = opt(4096, "activations per optimiser step (all ranks together under torchrun)", min=1)
-    lr: float = opt(1e-3, "Adam learning rate")
-    warmup_fraction: float = opt(0.05, "linear warm-up over this share of the steps")
-    decay_start: float = opt(0.8, "linear decay to 0 from this share of the steps on (DLM-Scope)")
+    optimizer: str = opt("signum", "signum (schedule-free sign descent, sparsify's recipe) or adam (sae-lens's: "
+                                   "Adam with warm-up and final decay)", choices=OPTIMIZERS)
+    lr: float | None = opt(None, "learning rate (default: signum 5e-3 x sqrt(16,384 / latents), adam 1e-3)")
+    warmup_fraction: float = opt(0.05, "adam: linear warm-up over this share of the steps")
+    decay_start: float = opt(0.8, "adam: linear decay to 0 from this share of the steps on (DLM-Scope)")
     aux_coefficient: float = opt(1 / 32, "AuxK loss weight (DLM-Scope)")
     dead_tokens: int = opt(500_000, "a latent is dead after this many activations without firing", min=1)
     distribute_hooks: bool = opt(False, "under torchrun: train each hook's SAEs on one rank (hook-parallel) "
@@ -115,7 +118,8 @@ class SAETrainConfig(HarvestConfig):
         if self.width is not None and max(self.k) > self.width:
             raise InterpError(f"k = {max(self.k)} is larger than the width {self.width}; k must be at most the width")
         check_architecture(self.architecture)
-        check_number("lr", self.lr)
+        if self.lr is not None:
+            check_number("lr", self.lr)
         check_number("aux-coefficient", self.aux_coefficient, inclusive=True)
         for name in ("warmup_fraction", "decay_start"):
             if not 0 <= getattr(self, name) <= 1:  # also false for nan

@@ -156,12 +156,14 @@ def _finish(cfg, loaded, states, progress: dict, work: Path, train_seconds: floa
     from .evaluate import evaluate_saes
     from .feature_store import write_features
     from .features import feature_stats
+    from .optimizers import for_evaluation
     from interp.memory import peak_memory
 
     memory = peak_memory()  # of training (this rank's), before the evaluation adds its own
     saes = {}
     for s in states:
         path = work / "saes" / s.name
+        for_evaluation(s.optimizer)
         s.sae.fold_activation_norm_scaling_factor(progress["scales"][s.hook_index])
         s.sae.save_inference_model(path)
         saes[s.name] = (cfg.hooks[s.hook_index], load_sae(path, cfg.device))

@@ -1,9 +1,9 @@
 """Training several sae-lens training SAEs (a k sweep, several hooks) from one activation stream.
 
 The SAE class and its step come from `cfg.architecture` (saes/architectures/; the default `topk` steps with
-`topk_train_step`, which computes sae-lens's loss sparsely). The optimiser recipe follows sae-lens's
-`SAETrainer` (Adam, gradient-norm clip 1.0, its LR scheduler with warm-up and a final linear decay;
-activations scaled to mean norm sqrt(d_in), folded into the weights at the end). A latent is dead when it
+`topk_train_step`, which computes sae-lens's loss sparsely). The optimiser is `cfg.optimizer` (saes/optimizers.py:
+sparsify's schedule-free sign descent by default, or sae-lens's Adam recipe), after a gradient-norm clip of
+1.0; activations are scaled to mean norm sqrt(d_in), folded into the weights at the end. A latent is dead when it
 has not fired for `dead_tokens` activations; dead latents feed the AuxK loss.
 """
 
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 from sae_lens.saes.sae import SAEMetadata, TrainingSAE
-from sae_lens.training.optim import get_lr_scheduler
 
 from interp.checkpoint import safe_load
 
 from .architectures import Architecture, fired, get_architecture
 from .config import SAETrainConfig, sae_name
+from .optimizers import make_optimizer
 
 
 @dataclass
@@ -49,7 +49,6 @@ def make_states(cfg: SAETrainConfig, hooks: list[str], d_in: int, model_name: st
                 only: set[int] | None = None) -> list[SAEState]:
     """One state per (hook, k); `only` keeps the hooks of this rank (hook-parallel)."""
     states = []
-    steps = cfg.steps()
     arch = get_architecture(cfg.architecture)
     for h, hook in enumerate(hooks):
         if only is not None and h not in only:
@@ -59,11 +58,7 @@ def make_states(cfg: SAETrainConfig, hooks: list[str], d_in: int, model_name: st
             meta = SAEMetadata(model_name=model_name, hook_name=hook, hook_head_index=None,
                                context_size=cfg.context_size, prepend_bos=True, dataset_path=cfg.dataset)
             sae = arch.make(cfg, d_in, k, meta)
-            # fused: one kernel for all of Adam's tensor updates (the unfused CPU Adam took 9% of a step)
-            opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, fused=True)
-            warm, decay = cfg.schedule()
-            sched = get_lr_scheduler("constant", opt, training_steps=steps, lr=cfg.lr, warm_up_steps=warm,
-                                     decay_steps=decay, lr_end=cfg.lr, num_cycles=1)
+            opt, sched = make_optimizer(cfg, sae)
             d_sae = sae.cfg.d_sae
             states.append(SAEState(sae_name(hook, k), h, sae, arch, opt, sched,
                                    torch.zeros(d_sae, dtype=torch.long, device=cfg.device),

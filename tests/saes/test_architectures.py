@@ -19,7 +19,7 @@ def test_batchtopk_run_trains_evaluates_and_reloads(tmp_path):
 
     # 160 small steps: sae-lens's threshold (a moving average at rate 0.01) has caught up; 40 leave it far low
     cfg = SAETrainConfig(architecture="batchtopk", k=[32], out=str(tmp_path / "b"), tokens=20 * 1024,
-                         batch_size=128, lr=3e-3, eval_tokens=2048, feature_tokens=2048, model_batch=32,
+                         batch_size=128, eval_tokens=2048, feature_tokens=2048, model_batch=32,
                          checkpoint_every=1000)
     run = train_sae(cfg, show_progress=False)
     m = run.metrics[NAME]

@@ -171,7 +171,8 @@ def evaluate_saes(loaded, saes: dict, dataset: str = "corpus", context_size: int
                 recon_cache = bridge.run_with_cache(ids, names_filter=hooks, **run_kw)[1]
             elif diffusion and mask_policy in ("mask", "unmask"):
                 keep = masked if mask_policy == "mask" else ~masked
-            splice_at = None if keep_special_positions else ordinary_positions(ids, special)
+            splice_at = None if keep_special_positions else ordinary_positions(
+                ids, special, [recon_cache[h] for h in hooks])
             ordinary = keep if splice_at is None else keep & splice_at
             for name, (hook, sae) in saes.items():
                 check_d_in(sae, hook, cache[hook])

@@ -82,7 +82,7 @@ def _activations(loaded, hook, sae, dataset, context_size, n_tokens, seed, model
         _, cache = loaded.bridge.run_with_cache(ids, names_filter=[hook], stop_at_layer=stop)
         feats = sae.encode(cache[hook].flatten(2).flatten(0, 1))
         if not keep_special_positions:
-            keep = ordinary_positions(ids, special).flatten()
+            keep = ordinary_positions(ids, special, [cache[hook]]).flatten()
             feats = feats * keep[:, None]
             n_kept += int(keep.sum())
         else:

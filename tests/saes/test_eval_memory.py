@@ -41,7 +41,7 @@ def direct_metrics(loaded, sae, ids, keep_special: bool) -> dict:
     bridge = loaded.bridge
     logits, cache = bridge.run_with_cache(ids, names_filter=[HOOK])
     kept = torch.ones_like(ids, dtype=torch.bool) if keep_special else ordinary_positions(
-        ids, special_token_ids(loaded.tokenizer))
+        ids, special_token_ids(loaded.tokenizer), [cache[HOOK]])
     with spliced(bridge, HOOK, sae, None if keep_special else kept):
         spliced_logits = bridge(ids)
     lp, lq = logits[:, :-1].log_softmax(-1), spliced_logits[:, :-1].log_softmax(-1)
@@ -82,12 +82,25 @@ def test_chunked_evaluation_equals_the_whole_tensor_one(setup, monkeypatch, keep
         assert whole["explained_variance_all"] != pytest.approx(whole["explained_variance"])
 
 
+def test_massive_activations_are_special_positions():
+    """A position whose norm is more than SINK_NORM_RATIO x the median is left out, as position 0 and a
+    special token are; one just under the ratio is kept."""
+    from interp.activations import SINK_NORM_RATIO
+
+    ids = torch.tensor([[5, 6, 7, 8, 9, 2, 10, 11]])
+    acts = torch.ones(1, 8, 4)
+    acts[0, 3] *= SINK_NORM_RATIO * 1.01
+    acts[0, 4] *= SINK_NORM_RATIO * 0.99
+    kept = ordinary_positions(ids, torch.tensor([2]), [acts])
+    assert kept.tolist() == [[False, True, True, False, True, False, True, True]]
+
+
 def test_the_splice_leaves_special_positions_alone(setup):
     """With special positions left out, the spliced run's activation there is the clean one."""
     loaded, sae = setup
     ids = next(token_batches("corpus", loaded.tokenizer, 4, 32, 0, purpose="sae-eval", split="heldout"))
-    kept = ordinary_positions(ids, special_token_ids(loaded.tokenizer))
     clean = loaded.bridge.run_with_cache(ids, names_filter=[HOOK])[1][HOOK]
+    kept = ordinary_positions(ids, special_token_ids(loaded.tokenizer), [clean])
     seen = {}
     with spliced(loaded.bridge, HOOK, sae, kept):
         loaded.bridge.run_with_hooks(ids, fwd_hooks=[(HOOK, lambda a, hook: seen.setdefault("a", a.clone()))])

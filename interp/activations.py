@@ -6,12 +6,10 @@ becomes `<mask>` with probability p; the policy names the positions kept: `mask`
 DLM-Scope default), `unmask` (visible positions, the first included), `all`, or `clean` (no masking,
 every position). Autoregressive models keep every position.
 
-Special positions (position 0, every position holding a special token: BOS, EOS, pad, and any position
-whose activation norm is a massive outlier) are dropped from either path by default: position 0 is an
-attention sink whatever its token, its norm can be a hundred times the others' and it would hold nearly all
-the variance an SAE is trained and judged on. sae-lens drops the
-special tokens (`exclude_special_tokens`), sparsify takes a list (`exclude_tokens`); `keep_special_positions`
-keeps them.
+Special positions (position 0, special tokens such as BOS, EOS and pad, and massive-norm positions) are
+dropped from either path by default: they are attention sinks whose norm can be a hundred times the others'
+and would hold nearly all the variance an SAE is trained and judged on. sae-lens drops special tokens
+(`exclude_special_tokens`), sparsify a list of tokens (`exclude_tokens`); `keep_special_positions` keeps all.
 """
 
 from __future__ import annotations
@@ -91,9 +89,8 @@ SINK_NORM_RATIO = 10  # a position whose activation norm is this many times the 
 def ordinary_positions(ids: torch.Tensor, special_ids: torch.Tensor,
                        acts: list[torch.Tensor] = ()) -> torch.Tensor:
     """[B, T] True where the position is not special: not the first, not a special token, and (given the
-    activations [B, T, ...] of some hooks) not a massive activation at any of them, whose norm is more than
-    SINK_NORM_RATIO times the median (SmolLM2-135M after block 15: a few content tokens right after BOS reach
-    norms of 13,000 against a median of 170 and hold three quarters of the variance, as position 0 does)."""
+    activations [B, T, ...] of some hooks) at no hook more than SINK_NORM_RATIO times the batch's median norm
+    (on SmolLM2-135M some content tokens right after BOS are such sinks, docs/choices.md)."""
     keep = ~torch.isin(ids, special_ids.to(ids.device))
     keep[:, 0] = False
     for a in acts:

@@ -38,9 +38,9 @@ class HarvestConfig:
     model_batch: int = opt(64, "sequences per forward pass of the model", min=1)
     mask_policy: str = opt("mask", "diffusion models: positions kept: mask, unmask, all or clean")
     mask_ratio: tuple[float, float] = opt((0.05, 0.5), "diffusion models: mask ratio range MIN MAX")
-    keep_special_positions: bool = opt(False, "train and measure on position 0 and special-token positions (BOS, "
-                                              "EOS, pad) too; by default they are left out: attention sinks whose "
-                                              "norm dwarfs every other position's")
+    keep_special_positions: bool = opt(False, "train and measure on position 0, special tokens (BOS, EOS, pad) "
+                                              "and massive-norm positions too; by default these attention sinks "
+                                              "are left out")
 
     def stream(self, diffusion: bool, **batching):
         """The `StreamConfig` of these options (`batching`: batch_size, buffer_batches)."""

@@ -1,7 +1,7 @@
 """SAE evaluation on held-out tokens: reconstruction (explained variance, MSE, L0, dead latents) and the
 model's loss with the SAE spliced in at the hook.
 
-Reconstruction is measured where training looks: without position 0 and special-token positions unless the
+Reconstruction is measured where training looks: without special positions (sinks) unless the
 run kept them (interp/activations.py); `explained_variance_all` counts every position, so the share a sink
 takes is visible. The SAE is spliced in at the measured positions only, the others keep their activations.
 Peak memory does not grow with the vocabulary: each forward pass holds at most LOGITS_BYTES of logits and the

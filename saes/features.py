@@ -28,7 +28,7 @@ def feature_stats(loaded, hook: str, sae, dataset: str = "corpus", context_size:
                   seed: int = 0, model_batch: int = 64, n_top: int = 8, n_quantiles: int = 4, per_quantile: int = 3,
                   n_logits: int = 8, n_bins: int = 16, keep_special_positions: bool = False) -> dict:
     """Statistics for every latent of `sae` on `n_tokens` corpus tokens (clean inputs; the positions training
-    keeps: without position 0 and special tokens unless `keep_special_positions`)."""
+    keeps: without special positions unless `keep_special_positions`, interp/activations.py)."""
     vocab = loaded.tokenizer.convert_ids_to_tokens(list(range(len(loaded.tokenizer))))
     ids, rows, cols, vals, n_kept = _activations(loaded, hook, sae, dataset, context_size, n_tokens, seed,
                                                  model_batch, keep_special_positions)
@@ -123,8 +123,8 @@ class _Contexts:
 
 def _logit_effects(loaded, sae, n: int):
     """The top `n` positive and negative direct logit effects of each decoder direction, as (positive values,
-    their token ids, negated negative values, their ids), [d_sae, n] each, when the hook lives in d_model and the model's head came from its
-    checkpoint (through a freshly initialised one the effects would be noise). Computed for a block of latents
+    their token ids, negated negative values, their ids), [d_sae, n] each, when the hook lives in d_model and
+    the model's head came from its checkpoint (through a freshly initialised one the effects would be noise). Computed for a block of latents
     at a time: the whole [d_sae, vocab] matrix is gigabytes for a large vocabulary."""
     if not loaded.head_loaded:
         return None
@@ -138,6 +138,7 @@ def _logit_effects(loaded, sae, n: int):
     pos, neg = [], []
     for a in range(0, sae.cfg.d_sae, block):
         w = sae.W_dec.detach()[a:a + block] @ W_U.T
-        pos.append(w.topk(n)); neg.append((-w).topk(n))
+        pos.append(w.topk(n))
+        neg.append((-w).topk(n))
     cat = lambda parts: (torch.cat([p.values for p in parts]).cpu(), torch.cat([p.indices for p in parts]).cpu())  # noqa: E731
     return (*cat(pos), *cat(neg))
